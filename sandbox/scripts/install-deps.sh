@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs everything Runway's tests and sandbox need on a fresh Debian
+# bookworm machine, idempotently and quietly on success:
+#   - Debian packages (etcd, Go, rsync, openssl, shellcheck, ...)
+#   - kube-apiserver and kube-controller-manager v1.20.2, built from Debian's
+#     `kubernetes` source package, cached in ~/.cache/runway/k8s/v1.20.2/
+#   - Python tools for chart and STS tests (helm-python-sdk, moto)
+# Every step is named; a failure says which step failed and how to retry.
+set -euo pipefail
+
+K8S_VERSION=v1.20.2
+CACHE="${RUNWAY_CACHE:-$HOME/.cache/runway}"
+K8S_DIR="$CACHE/k8s/$K8S_VERSION"
+SRC_DIR="$CACHE/k8s/src"
+LOG_DIR="$CACHE/logs"
+mkdir -p "$K8S_DIR" "$SRC_DIR" "$LOG_DIR"
+
+step=""
+log=""
+fail() {
+  local rc=$?
+  echo "runway install: step '$step' failed (exit $rc)." >&2
+  [[ -n "$log" && -f "$log" ]] && { echo "--- last lines of $log ---" >&2; tail -n 30 "$log" >&2; }
+  echo "Fix the cause above, then retry with: bash sandbox/scripts/install-deps.sh" >&2
+  echo "(a half-finished Kubernetes build is cleaned automatically on retry)" >&2
+  exit "$rc"
+}
+trap fail ERR
+
+run() { # run STEP-NAME CMD...: quiet unless it fails
+  step="$1"; shift
+  log="$LOG_DIR/install-$(echo "$step" | tr ' /' '__').log"
+  "$@" >"$log" 2>&1
+}
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(golang-go rsync etcd-server dpkg-dev openssl shellcheck curl ca-certificates)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+need_k8s=0
+[[ -x "$K8S_DIR/kube-apiserver" && -x "$K8S_DIR/kube-controller-manager" ]] || need_k8s=1
+
+# deb-src entry for bookworm main, on the mirror the machine already uses.
+DEBSRC=/etc/apt/sources.list.d/runway-deb-src.sources
+add_deb_src() {
+  local mirror
+  mirror=$(grep -hoE 'https?://[^ ]+/debian/?$' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1 || true)
+  [[ -n "$mirror" ]] || mirror=$(grep -hoE 'https?://[^ ]+/debian' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | grep -v security | head -n1 || true)
+  [[ -n "$mirror" ]] || mirror="http://deb.debian.org/debian"
+  printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" | $SUDO tee "$DEBSRC" >/dev/null
+}
+
+if (( ${#missing[@]} > 0 )) || (( need_k8s )); then
+  if [[ ! -f "$DEBSRC" ]] && (( need_k8s )); then
+    step="add deb-src entry"; add_deb_src
+  fi
+  run "apt-get update" $SUDO apt-get update
+fi
+if (( ${#missing[@]} > 0 )); then
+  run "apt-get install ${missing[*]}" $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if (( need_k8s )); then
+  echo "runway install: building kube-apiserver and kube-controller-manager $K8S_VERSION from Debian's source (about 8 minutes, once per machine)" >&2
+  cd "$SRC_DIR"
+  if ! ls kubernetes_*.orig.tar.gz >/dev/null 2>&1; then
+    run "apt-get source kubernetes" apt-get source --download-only kubernetes
+  fi
+  tarball=$(ls kubernetes_*.orig.tar.gz | head -n1)
+  tree="$SRC_DIR/kubernetes-${K8S_VERSION#v}"
+  if [[ ! -d "$tree" ]]; then
+    run "unpack $tarball" tar xzf "$tarball"
+  fi
+  cd "$tree"
+  # A failed earlier build leaves 0-byte generator binaries behind: start clean.
+  rm -rf _output
+  export GOPATH="$tree/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor
+  export GOCACHE="$CACHE/go-build"
+  mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
+  run "go build of kube-apiserver and kube-controller-manager" \
+    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" \
+      KUBE_GIT_VERSION="$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
+  step="install binaries into $K8S_DIR"
+  out="_output/local/bin/linux/amd64"
+  for b in kube-apiserver kube-controller-manager; do
+    [[ -s "$out/$b" ]] || { echo "build produced no $out/$b" >&2; false; }
+    install -m 0755 "$out/$b" "$K8S_DIR/$b.tmp" && mv "$K8S_DIR/$b.tmp" "$K8S_DIR/$b"
+  done
+  rm -rf _output
+fi
+
+# Python tools: Helm 4 SDK for chart tests, moto for the STS wire-format test.
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import helm_python' >/dev/null 2>&1 || ! "$PY" -c 'import moto.server' >/dev/null 2>&1; then
+  run "pip install helm-python-sdk moto[server]" "$PY" -m pip install --quiet helm-python-sdk 'moto[server]'
+fi
+
+trap - ERR

@@ -1,0 +1,417 @@
+//! One local Kubernetes control plane: etcd, kube-apiserver and
+//! kube-controller-manager on free 127.0.0.1 ports, with a token-authenticated
+//! admin user, RBAC on, and ServiceAccount tokens that can be minted for tests.
+//!
+//! Invariants: everything a control plane owns lives in its folder
+//! (`~/.cache/runway/sandbox/<name>/`): key material, etcd data, logs, the
+//! kubeconfig and `state.json` with the pid of every process it started. A
+//! start that fails part-way stops what it had started. A stop is by pid and
+//! only returns once every pid is gone.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::PostParams;
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde::{Deserialize, Serialize};
+
+use crate::binaries::{Binaries, BinariesError};
+use crate::pki::{Pki, PkiError};
+use crate::process::{self, ProcessError};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Binaries(#[from] BinariesError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: String, source: std::io::Error },
+    #[error("{component} did not become ready within {secs} s; last error: {last}\n--- last lines of {log} ---\n{tail}")]
+    NotReady { component: &'static str, secs: u64, last: String, log: String, tail: String },
+    #[error("{component} exited during start-up\n--- last lines of {log} ---\n{tail}")]
+    Exited { component: &'static str, log: String, tail: String },
+    #[error("no sandbox named {name:?} is running (no {path}); start one with `runway-sandbox up --name {name}`")]
+    NotRunning { name: String, path: String },
+    #[error("cannot read the sandbox state {path}: {source}")]
+    State { path: String, source: serde_json::Error },
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig { path: String, source: kube::config::KubeconfigError },
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// One process the control plane started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub component: String,
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+/// What `state.json` holds: enough to find, use and stop a running sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub name: String,
+    pub api_port: u16,
+    pub etcd_port: u16,
+    pub admin_token: String,
+    pub kubeconfig: PathBuf,
+    pub processes: Vec<ProcessRecord>,
+}
+
+/// A running control plane.
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    dir: PathBuf,
+    state: State,
+}
+
+impl ControlPlane {
+    /// Starts a fresh control plane in `dir` (wiping any earlier data there).
+    pub async fn start(name: &str, dir: &Path, bins: &Binaries) -> Result<Self, ClusterError> {
+        let mut starting = Starting { dir: dir.to_path_buf(), processes: Vec::new() };
+        match starting.run(name, bins).await {
+            Ok(plane) => Ok(plane),
+            Err(err) => {
+                starting.abort();
+                Err(err)
+            }
+        }
+    }
+
+    /// Reads the state of a sandbox that `runway-sandbox up` started.
+    pub fn load(dir: &Path) -> Result<Self, ClusterError> {
+        let path = dir.join("state.json");
+        let raw = std::fs::read(&path).map_err(|_| ClusterError::NotRunning {
+            name: dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            path: path.display().to_string(),
+        })?;
+        let state = serde_json::from_slice(&raw)
+            .map_err(|source| ClusterError::State { path: path.display().to_string(), source })?;
+        Ok(Self { dir: dir.to_path_buf(), state })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.state.kubeconfig
+    }
+
+    pub fn server_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.state.api_port)
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// Processes of this control plane that are still alive (checked by pid
+    /// and command line, since pids are reused).
+    pub fn live_processes(&self) -> Vec<&ProcessRecord> {
+        self.state
+            .processes
+            .iter()
+            .filter(|p| process::is_alive(p.pid) && owns(p))
+            .collect()
+    }
+
+    /// Stops every process by pid (controller manager, API server, etcd, in
+    /// that order) and removes `state.json`. Returns once all are gone.
+    pub fn stop(&self) -> Result<(), ClusterError> {
+        for record in self.state.processes.iter().rev() {
+            if owns(record) {
+                process::stop(record.pid, &record.component, Duration::from_secs(10))?;
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join("state.json"));
+        Ok(())
+    }
+
+    /// Client configuration for the admin user.
+    pub async fn admin_config(&self) -> Result<Config, ClusterError> {
+        let path = self.kubeconfig_path();
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| ClusterError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|source| ClusterError::Kubeconfig { path: path.display().to_string(), source })
+    }
+
+    /// A client authenticated as the admin user (`system:masters`).
+    pub async fn admin_client(&self) -> Result<Client, ClusterError> {
+        Ok(Client::try_from(self.admin_config().await?)?)
+    }
+
+    /// A client authenticated with a bearer token (for example a
+    /// ServiceAccount's), so that RBAC applies for real.
+    pub async fn client_with_token(&self, token: &str) -> Result<Client, ClusterError> {
+        let mut config = self.admin_config().await?;
+        config.auth_info = AuthInfo { token: Some(token.to_string().into()), ..AuthInfo::default() };
+        Ok(Client::try_from(config)?)
+    }
+
+    /// Mints a token for a ServiceAccount through the TokenRequest API.
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<String, ClusterError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.admin_client().await?, namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(3600),
+                bound_object_ref: None,
+            },
+            ..TokenRequest::default()
+        };
+        let issued = api.create_token_request(service_account, &PostParams::default(), &request).await?;
+        Ok(issued.status.map(|s| s.token).unwrap_or_default())
+    }
+
+    /// A client that acts as the given ServiceAccount.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Client, ClusterError> {
+        let token = self.service_account_token(namespace, service_account).await?;
+        self.client_with_token(&token).await
+    }
+}
+
+/// True if the live process with this pid is still the one we started.
+fn owns(record: &ProcessRecord) -> bool {
+    let program = match record.component.as_str() {
+        "etcd" => "etcd",
+        "kube-apiserver" => "kube-apiserver",
+        _ => "kube-controller-manager",
+    };
+    process::cmdline(record.pid).is_some_and(|cmd| cmd.contains(program))
+}
+
+/// A start in progress; remembers what it started so that a failure can stop it.
+struct Starting {
+    dir: PathBuf,
+    processes: Vec<ProcessRecord>,
+}
+
+impl Starting {
+    async fn run(&mut self, name: &str, bins: &Binaries) -> Result<ControlPlane, ClusterError> {
+        let dir = self.dir.clone();
+        let _ = std::fs::remove_dir_all(dir.join("etcd"));
+        let _ = std::fs::remove_file(dir.join("state.json"));
+        for sub in ["logs", "pki", "etcd"] {
+            create_dir(&dir.join(sub))?;
+        }
+        let pki = Pki::generate()?;
+        let pki_dir = dir.join("pki");
+        for (file, content) in [
+            ("ca.crt", &pki.ca_cert),
+            ("apiserver.crt", &pki.serving_cert),
+            ("apiserver.key", &pki.serving_key),
+            ("sa.key", &pki.sa_private_key),
+            ("sa.pub", &pki.sa_public_key),
+        ] {
+            write(&pki_dir.join(file), content)?;
+        }
+        let admin_token = random_token();
+        write(&pki_dir.join("tokens.csv"), &format!("{admin_token},admin,admin,system:masters\n"))?;
+
+        let etcd_port = process::free_port().map_err(io("picking a port for", &dir))?;
+        let peer_port = process::free_port().map_err(io("picking a port for", &dir))?;
+        let api_port = process::free_port().map_err(io("picking a port for", &dir))?;
+        let p = |f: &str| pki_dir.join(f).display().to_string();
+
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        self.spawn("etcd", &bins.etcd, &[
+            format!("--name=runway-{name}"),
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls={etcd_url}"),
+            format!("--advertise-client-urls={etcd_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=runway-{name}={peer_url}"),
+            "--log-level=warn".into(),
+        ])?;
+        self.wait_tcp("etcd", etcd_port).await?;
+
+        self.spawn("kube-apiserver", &bins.kube_apiserver, &[
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            "--insecure-port=0".into(),
+            format!("--tls-cert-file={}", p("apiserver.crt")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--token-auth-file={}", p("tokens.csv")),
+            "--authorization-mode=RBAC".into(),
+            "--allow-privileged=true".into(),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", p("sa.pub")),
+            format!("--service-account-signing-key-file={}", p("sa.key")),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--profiling=false".into(),
+            "--v=1".into(),
+        ])?;
+
+        let kubeconfig = dir.join("kubeconfig");
+        write(&kubeconfig, &kubeconfig_yaml(name, api_port, &pki.ca_cert, &admin_token))?;
+        let plane = ControlPlane {
+            dir: dir.clone(),
+            state: State {
+                name: name.to_string(),
+                api_port,
+                etcd_port,
+                admin_token,
+                kubeconfig: kubeconfig.clone(),
+                processes: Vec::new(),
+            },
+        };
+        let client = plane.admin_client().await?;
+        self.wait_until("kube-apiserver", || async {
+            let req = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
+            client.request_text(req).await.map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await?;
+
+        self.spawn("kube-controller-manager", &bins.kube_controller_manager, &[
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--leader-elect=false".into(),
+            format!("--service-account-private-key-file={}", p("sa.key")),
+            format!("--root-ca-file={}", p("ca.crt")),
+            "--controllers=*,-csrsigning,-csrapproving,-nodeipam,-cloud-node-lifecycle".into(),
+            "--bind-address=127.0.0.1".into(),
+            "--secure-port=0".into(),
+            "--port=0".into(),
+            "--v=1".into(),
+        ])?;
+        // The ServiceAccount admission plugin refuses pods until the token
+        // controller has minted the `default` account's token: wait for it.
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+        self.wait_until("kube-controller-manager", || async {
+            let sa = accounts.get("default").await.map_err(|e| e.to_string())?;
+            if sa.secrets.is_some_and(|s| !s.is_empty()) { Ok(()) } else { Err("no token yet".into()) }
+        })
+        .await?;
+
+        let mut plane = plane;
+        plane.state.processes = self.processes.clone();
+        let state = serde_json::to_vec_pretty(&plane.state).expect("state serializes");
+        std::fs::write(dir.join("state.json"), state).map_err(io("writing", &dir.join("state.json")))?;
+        self.processes.clear();
+        Ok(plane)
+    }
+
+    fn spawn(&mut self, component: &'static str, program: &Path, args: &[String]) -> Result<(), ClusterError> {
+        let log = self.dir.join("logs").join(format!("{component}.log"));
+        let pid = process::spawn_detached(program, args, &log)?;
+        self.processes.push(ProcessRecord { component: component.to_string(), pid, log });
+        Ok(())
+    }
+
+    async fn wait_tcp(&self, component: &'static str, port: u16) -> Result<(), ClusterError> {
+        self.wait_until(component, || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// Polls `check` until it succeeds, the component's process dies, or the
+    /// deadline passes; errors carry the tail of the component's log.
+    async fn wait_until<F, Fut>(&self, component: &'static str, check: F) -> Result<(), ClusterError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let record = self.processes.iter().find(|p| p.component == component);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let last = match check().await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if let Some(r) = record
+                && !process::is_alive(r.pid)
+            {
+                return Err(ClusterError::Exited {
+                    component,
+                    log: r.log.display().to_string(),
+                    tail: tail(&r.log, 20),
+                });
+            }
+            if Instant::now() > deadline {
+                let log = record.map(|r| r.log.clone()).unwrap_or_default();
+                return Err(ClusterError::NotReady {
+                    component,
+                    secs: READY_TIMEOUT.as_secs(),
+                    last,
+                    log: log.display().to_string(),
+                    tail: tail(&log, 20),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    fn abort(&mut self) {
+        for record in self.processes.iter().rev() {
+            let _ = process::stop(record.pid, &record.component, Duration::from_secs(5));
+        }
+        self.processes.clear();
+    }
+}
+
+fn kubeconfig_yaml(name: &str, port: u16, ca_pem: &str, token: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: runway-{name}\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: runway-{name}\n  context:\n    cluster: runway-{name}\n    user: admin\n    namespace: default\ncurrent-context: runway-{name}\n"
+    )
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The last `lines` lines of a log file (empty if unreadable).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn create_dir(path: &Path) -> Result<(), ClusterError> {
+    std::fs::create_dir_all(path).map_err(io("creating", path))
+}
+
+fn write(path: &Path, content: &str) -> Result<(), ClusterError> {
+    std::fs::write(path, content).map_err(io("writing", path))
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError {
+    let path = path.display().to_string();
+    move |source| ClusterError::Io { what, path, source }
+}

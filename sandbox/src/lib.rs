@@ -1,0 +1,19 @@
+//! Runway's sandbox: the real Kubernetes control plane (etcd, kube-apiserver
+//! and kube-controller-manager v1.20.2) on this machine, and fakes that follow
+//! the wire protocols of the outside services Runway talks to.
+//!
+//! Integration tests use [`test_namespace`]; the `runway-sandbox` binary
+//! starts and stops named sandboxes for people.
+#![forbid(unsafe_code)]
+
+pub mod binaries;
+pub mod cluster;
+pub mod names;
+pub mod paths;
+pub mod pki;
+pub mod process;
+pub mod testing;
+pub mod wait;
+
+pub use cluster::{ClusterError, ControlPlane};
+pub use testing::{TestNamespace, shared, test_namespace};

@@ -1,0 +1,138 @@
+//! `runway-sandbox`: a real Kubernetes control plane on this machine, for
+//! people (`up`, `down`, `status`, `env`) and for the demo.
+#![forbid(unsafe_code)]
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use runway_sandbox::binaries::Binaries;
+use runway_sandbox::{ControlPlane, paths};
+
+#[derive(Parser)]
+#[command(name = "runway-sandbox", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a control plane (etcd, kube-apiserver, kube-controller-manager)
+    /// on free 127.0.0.1 ports and print the KUBECONFIG to use.
+    Up(NameArg),
+    /// Stop a control plane; returns once every process it started is gone.
+    Down(NameArg),
+    /// Show the processes of a control plane and whether the API server answers.
+    Status(NameArg),
+    /// Print `export KUBECONFIG=...` for a running control plane.
+    Env(NameArg),
+    /// Start a throw-away control plane, show what runs, and stop it again.
+    Demo,
+}
+
+#[derive(clap::Args)]
+struct NameArg {
+    /// Name of the sandbox (its files live in ~/.cache/runway/sandbox/NAME/).
+    #[arg(long, default_value = "default")]
+    name: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Up(NameArg { name }) => up(&name).await,
+        Command::Down(NameArg { name }) => down(&name),
+        Command::Status(NameArg { name }) => status(&name).await,
+        Command::Env(NameArg { name }) => {
+            let plane = ControlPlane::load(&paths::sandbox_dir(&name))?;
+            println!("export KUBECONFIG={}", plane.kubeconfig_path().display());
+            Ok(())
+        }
+        Command::Demo => demo().await,
+    }
+}
+
+async fn up(name: &str) -> anyhow::Result<()> {
+    let dir = paths::sandbox_dir(name);
+    if let Ok(running) = ControlPlane::load(&dir) {
+        if running.live_processes().len() == running.state().processes.len() {
+            eprintln!("sandbox {name:?} is already running at {}", running.server_url());
+            println!("export KUBECONFIG={}", running.kubeconfig_path().display());
+            return Ok(());
+        }
+        // Half-dead from an earlier run (machine restarted, process killed):
+        // clear what is left and start over.
+        running.stop()?;
+    }
+    let bins = Binaries::locate_or_install()?;
+    let started = Instant::now();
+    let plane = ControlPlane::start(name, &dir, &bins)
+        .await
+        .with_context(|| format!("starting sandbox {name:?} (logs in {})", dir.join("logs").display()))?;
+    eprintln!(
+        "sandbox {name:?} up in {:.1} s: kube-apiserver {} at {}",
+        started.elapsed().as_secs_f64(),
+        paths::K8S_VERSION,
+        plane.server_url()
+    );
+    println!("export KUBECONFIG={}", plane.kubeconfig_path().display());
+    Ok(())
+}
+
+fn down(name: &str) -> anyhow::Result<()> {
+    let plane = ControlPlane::load(&paths::sandbox_dir(name))?;
+    let pids: Vec<u32> = plane.state().processes.iter().map(|p| p.pid).collect();
+    plane.stop()?;
+    let left: Vec<u32> = pids.iter().copied().filter(|p| runway_sandbox::process::is_alive(*p)).collect();
+    anyhow::ensure!(left.is_empty(), "processes still alive after stop: {left:?}");
+    eprintln!("sandbox {name:?} stopped (pids {pids:?} gone)");
+    Ok(())
+}
+
+async fn status(name: &str) -> anyhow::Result<()> {
+    let plane = ControlPlane::load(&paths::sandbox_dir(name))?;
+    println!("sandbox {name:?}: {}", plane.server_url());
+    for p in &plane.state().processes {
+        let alive = plane.live_processes().iter().any(|l| l.pid == p.pid);
+        println!("  {:<24} pid {:<8} {}", p.component, p.pid, if alive { "running" } else { "GONE" });
+    }
+    match plane.admin_client().await?.apiserver_version().await {
+        Ok(v) => println!("  API server answers: {}", v.git_version),
+        Err(e) => println!("  API server does not answer: {e}"),
+    }
+    println!("  kubeconfig: {}", plane.kubeconfig_path().display());
+    Ok(())
+}
+
+async fn demo() -> anyhow::Result<()> {
+    let bins = Binaries::locate_or_install()?;
+    let dir = paths::sandbox_dir("demo");
+    let started = Instant::now();
+    let plane = ControlPlane::start("demo", &dir, &bins).await?;
+    let result = async {
+        let client = plane.admin_client().await?;
+        let version = client.apiserver_version().await?;
+        println!(
+            "control plane up in {:.1} s at {}: Kubernetes {} ({}, {})",
+            started.elapsed().as_secs_f64(),
+            plane.server_url(),
+            version.git_version,
+            version.go_version,
+            version.platform
+        );
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        let names: Vec<String> = namespaces
+            .list(&Default::default())
+            .await?
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        println!("namespaces: {}", names.join(", "));
+        anyhow::Ok(())
+    }
+    .await;
+    plane.stop()?;
+    println!("control plane stopped");
+    result
+}

@@ -1,0 +1,201 @@
+//! The sandbox as integration tests use it: one control plane per test
+//! process, started on first use and stopped when the process exits, and a
+//! fresh namespace per test, deleted when the test ends.
+//!
+//! The Rust test harness has no "after all tests" hook, so a small watchdog
+//! process stops the control plane by pid once the test process is gone (even
+//! if it was killed) and deletes its folder, unless a test failed: then the
+//! folder, with every component's log, is kept and its path printed.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
+
+use crate::binaries::Binaries;
+use crate::cluster::ControlPlane;
+use crate::paths;
+
+static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// The control plane shared by every test in this process.
+///
+/// Panics with the reason (and how to fix it) if it cannot be started.
+pub fn shared() -> &'static ControlPlane {
+    let started = SHARED.get_or_init(|| {
+        // Tests run on many short-lived runtimes; start on a thread of our
+        // own so that the start does not depend on any of them.
+        std::thread::spawn(start_for_tests).join().unwrap_or_else(|_| Err("start-up panicked".into()))
+    });
+    match started {
+        Ok(plane) => plane,
+        Err(reason) => panic!("the sandbox control plane could not be started:\n{reason}"),
+    }
+}
+
+fn start_for_tests() -> Result<ControlPlane, String> {
+    let bins = Binaries::locate().map_err(|e| e.to_string())?;
+    let root = paths::cache_root().join("sandbox");
+    prune_stale_test_dirs(&root);
+    let dir = root.join(format!("test-{}", std::process::id()));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let plane = runtime
+        .block_on(ControlPlane::start(&format!("test-{}", std::process::id()), &dir, &bins))
+        .map_err(|e| e.to_string())?;
+    spawn_watchdog(&plane).map_err(|e| format!("cannot start the sandbox watchdog: {e}"))?;
+    Ok(plane)
+}
+
+/// Stops the control plane by pid once this process is gone; removes its
+/// folder unless a test left a `keep` marker in it.
+fn spawn_watchdog(plane: &ControlPlane) -> std::io::Result<()> {
+    const SCRIPT: &str = r#"
+        parent=$1; dir=$2; shift 2
+        while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
+        kill "$@" 2>/dev/null
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            alive=0; for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+            [ "$alive" = 0 ] && break; sleep 0.5
+        done
+        kill -9 "$@" 2>/dev/null
+        [ -e "$dir/keep" ] || rm -rf "$dir"
+    "#;
+    let mut args = vec![
+        "runway-sandbox-watchdog".to_string(),
+        std::process::id().to_string(),
+        plane.dir().display().to_string(),
+    ];
+    // Reverse start order: controller manager, API server, etcd.
+    args.extend(plane.state().processes.iter().rev().map(|p| p.pid.to_string()));
+    Command::new("sh")
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    Ok(())
+}
+
+/// Removes folders of earlier test processes that are gone, except those a
+/// failed test asked to keep (the newest five of those stay).
+fn prune_stale_test_dirs(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let mut kept: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("test-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if crate::process::is_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        if path.join("keep").exists() {
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            kept.push((modified, path));
+        } else {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+    kept.sort();
+    let excess = kept.len().saturating_sub(5);
+    for (_, path) in kept.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+/// A namespace of its own for one test; deleted when dropped. If the test
+/// fails (panics), the namespace and the control plane's logs are kept and
+/// their location printed.
+pub struct TestNamespace {
+    name: String,
+    client: Client,
+    plane: &'static ControlPlane,
+}
+
+/// Creates a fresh namespace on the shared control plane and waits until its
+/// `default` ServiceAccount has a token, so that pods can be created in it.
+pub async fn test_namespace() -> TestNamespace {
+    let plane = shared();
+    let client = plane.admin_client().await.expect("admin client for the sandbox");
+    let name = format!("t-{}", crate::names::random_suffix(8));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some([("runway.dev/test".to_string(), "true".to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    namespaces.create(&PostParams::default(), &ns).await.expect("create test namespace");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+    crate::wait::until("the namespace's default ServiceAccount token", std::time::Duration::from_secs(60), || async {
+        let sa = accounts.get_opt("default").await.ok().flatten()?;
+        sa.secrets.filter(|s| !s.is_empty()).map(|_| ())
+    })
+    .await
+    .expect("default ServiceAccount of the test namespace");
+    TestNamespace { name, client, plane }
+}
+
+impl TestNamespace {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An admin client (RBAC does not apply to it).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn plane(&self) -> &'static ControlPlane {
+        self.plane
+    }
+
+    /// A typed API for this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// A client acting as ServiceAccount `name` of this namespace.
+    pub async fn service_account_client(&self, name: &str) -> Client {
+        self.plane
+            .service_account_client(&self.name, name)
+            .await
+            .unwrap_or_else(|e| panic!("token for ServiceAccount {}/{name}: {e}", self.name))
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::fs::write(self.plane.dir().join("keep"), b"a test failed\n");
+            eprintln!(
+                "sandbox: test failed; namespace {} kept, control plane logs kept in {}",
+                self.name,
+                self.plane.logs_dir().display()
+            );
+            return;
+        }
+        let name = self.name.clone();
+        let client = self.client.clone();
+        // Drop cannot be async, and the test's runtime may be shutting down:
+        // delete from a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+            });
+        })
+        .join();
+    }
+}
