@@ -9,6 +9,9 @@
 set -euo pipefail
 
 K8S_VERSION=v1.20.2
+# Bump when the build recipe changes, so that machines with an older build
+# rebuild once. "reflect2" = built against Debian's reflect2 1.0.2 (below).
+K8S_RECIPE="debian-source+reflect2-1.0.2"
 CACHE="${RUNWAY_CACHE:-$HOME/.cache/runway}"
 K8S_DIR="$CACHE/k8s/$K8S_VERSION"
 SRC_DIR="$CACHE/k8s/src"
@@ -36,7 +39,8 @@ run() { # run STEP-NAME CMD...: quiet unless it fails
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(golang-go rsync etcd-server dpkg-dev openssl shellcheck curl ca-certificates)
+APT_PACKAGES=(golang-go rsync etcd-server dpkg-dev openssl shellcheck curl ca-certificates
+  golang-github-modern-go-reflect2-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -44,6 +48,7 @@ done
 
 need_k8s=0
 [[ -x "$K8S_DIR/kube-apiserver" && -x "$K8S_DIR/kube-controller-manager" ]] || need_k8s=1
+[[ "$(cat "$K8S_DIR/recipe" 2>/dev/null)" == "$K8S_RECIPE" ]] || need_k8s=1
 
 # deb-src entry for bookworm main, on the mirror the machine already uses.
 DEBSRC=/etc/apt/sources.list.d/runway-deb-src.sources
@@ -77,6 +82,13 @@ if (( need_k8s )); then
     run "unpack $tarball" tar xzf "$tarball"
   fi
   cd "$tree"
+  # Kubernetes 1.20 vendors modern-go/reflect2 v1.0.1, which crashes the API
+  # server (SIGSEGV in mapiterinit) whenever it encodes a map, e.g. labels,
+  # when built with Go >= 1.18 as bookworm's Go 1.19 is. reflect2 1.0.2 fixed
+  # exactly that; Debian packages it, so build against Debian's copy.
+  step="use Debian's reflect2 1.0.2 in the vendor tree"
+  rm -rf vendor/github.com/modern-go/reflect2
+  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
   # A failed earlier build leaves 0-byte generator binaries behind: start clean.
   rm -rf _output
   export GOPATH="$tree/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor
@@ -91,6 +103,7 @@ if (( need_k8s )); then
     [[ -s "$out/$b" ]] || { echo "build produced no $out/$b" >&2; false; }
     install -m 0755 "$out/$b" "$K8S_DIR/$b.tmp" && mv "$K8S_DIR/$b.tmp" "$K8S_DIR/$b"
   done
+  echo "$K8S_RECIPE" > "$K8S_DIR/recipe"
   rm -rf _output
 fi
 

@@ -18,11 +18,24 @@ pub enum BinariesError {
     #[error(
         "{missing} is not installed (looked in {looked}). Install everything the sandbox needs with:\n    bash {script}\n(builds Kubernetes {version} from Debian's source once, about 8 minutes)"
     )]
-    Missing { missing: String, looked: String, script: String, version: &'static str },
-    #[error("the install script {script} failed ({status}); its output above names the step that failed and how to retry")]
-    InstallFailed { script: String, status: std::process::ExitStatus },
+    Missing {
+        missing: String,
+        looked: String,
+        script: String,
+        version: &'static str,
+    },
+    #[error(
+        "the install script {script} failed ({status}); its output above names the step that failed and how to retry"
+    )]
+    InstallFailed {
+        script: String,
+        status: std::process::ExitStatus,
+    },
     #[error("cannot run the install script {script}: {source}")]
-    InstallSpawn { script: String, source: std::io::Error },
+    InstallSpawn {
+        script: String,
+        source: std::io::Error,
+    },
 }
 
 impl Binaries {
@@ -35,10 +48,18 @@ impl Binaries {
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
         };
-        for path in [&found.etcd, &found.kube_apiserver, &found.kube_controller_manager] {
+        for path in [
+            &found.etcd,
+            &found.kube_apiserver,
+            &found.kube_controller_manager,
+        ] {
             if !is_executable(path) {
                 return Err(BinariesError::Missing {
-                    missing: path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                    missing: path
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
                     looked: path.display().to_string(),
                     script: paths::install_script().display().to_string(),
                     version: paths::K8S_VERSION,
@@ -55,11 +76,18 @@ impl Binaries {
             return Ok(found);
         }
         let script = paths::install_script();
-        let status = Command::new("bash").arg(&script).status().map_err(|source| {
-            BinariesError::InstallSpawn { script: script.display().to_string(), source }
-        })?;
+        let status = Command::new("bash")
+            .arg(&script)
+            .status()
+            .map_err(|source| BinariesError::InstallSpawn {
+                script: script.display().to_string(),
+                source,
+            })?;
         if !status.success() {
-            return Err(BinariesError::InstallFailed { script: script.display().to_string(), status });
+            return Err(BinariesError::InstallFailed {
+                script: script.display().to_string(),
+                status,
+            });
         }
         Self::locate()
     }
@@ -75,5 +103,6 @@ fn which(program: &str) -> Option<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0 && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|m| m.is_file() && m.len() > 0 && m.permissions().mode() & 0o111 != 0)
 }

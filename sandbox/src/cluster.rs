@@ -33,17 +33,41 @@ pub enum ClusterError {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: String, source: std::io::Error },
-    #[error("{component} did not become ready within {secs} s; last error: {last}\n--- last lines of {log} ---\n{tail}")]
-    NotReady { component: &'static str, secs: u64, last: String, log: String, tail: String },
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{component} did not become ready within {secs} s; last error: {last}\n--- last lines of {log} ---\n{tail}"
+    )]
+    NotReady {
+        component: &'static str,
+        secs: u64,
+        last: String,
+        log: String,
+        tail: String,
+    },
     #[error("{component} exited during start-up\n--- last lines of {log} ---\n{tail}")]
-    Exited { component: &'static str, log: String, tail: String },
-    #[error("no sandbox named {name:?} is running (no {path}); start one with `runway-sandbox up --name {name}`")]
+    Exited {
+        component: &'static str,
+        log: String,
+        tail: String,
+    },
+    #[error(
+        "no sandbox named {name:?} is running (no {path}); start one with `runway-sandbox up --name {name}`"
+    )]
     NotRunning { name: String, path: String },
     #[error("cannot read the sandbox state {path}: {source}")]
-    State { path: String, source: serde_json::Error },
+    State {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("kubeconfig {path}: {source}")]
-    Kubeconfig { path: String, source: kube::config::KubeconfigError },
+    Kubeconfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
     #[error("Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -77,7 +101,10 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a fresh control plane in `dir` (wiping any earlier data there).
     pub async fn start(name: &str, dir: &Path, bins: &Binaries) -> Result<Self, ClusterError> {
-        let mut starting = Starting { dir: dir.to_path_buf(), processes: Vec::new() };
+        let mut starting = Starting {
+            dir: dir.to_path_buf(),
+            processes: Vec::new(),
+        };
         match starting.run(name, bins).await {
             Ok(plane) => Ok(plane),
             Err(err) => {
@@ -91,12 +118,21 @@ impl ControlPlane {
     pub fn load(dir: &Path) -> Result<Self, ClusterError> {
         let path = dir.join("state.json");
         let raw = std::fs::read(&path).map_err(|_| ClusterError::NotRunning {
-            name: dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            name: dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             path: path.display().to_string(),
         })?;
-        let state = serde_json::from_slice(&raw)
-            .map_err(|source| ClusterError::State { path: path.display().to_string(), source })?;
-        Ok(Self { dir: dir.to_path_buf(), state })
+        let state = serde_json::from_slice(&raw).map_err(|source| ClusterError::State {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            state,
+        })
     }
 
     pub fn state(&self) -> &State {
@@ -138,19 +174,24 @@ impl ControlPlane {
             }
         }
         let _ = std::fs::remove_file(self.dir.join("state.json"));
+        let _ = std::fs::remove_file(self.dir.join(PIDS_FILE));
         Ok(())
     }
 
     /// Client configuration for the admin user.
     pub async fn admin_config(&self) -> Result<Config, ClusterError> {
         let path = self.kubeconfig_path();
-        let kubeconfig = Kubeconfig::read_from(path).map_err(|source| ClusterError::Kubeconfig {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let kubeconfig =
+            Kubeconfig::read_from(path).map_err(|source| ClusterError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            })?;
         Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
-            .map_err(|source| ClusterError::Kubeconfig { path: path.display().to_string(), source })
+            .map_err(|source| ClusterError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     /// A client authenticated as the admin user (`system:masters`).
@@ -162,7 +203,10 @@ impl ControlPlane {
     /// ServiceAccount's), so that RBAC applies for real.
     pub async fn client_with_token(&self, token: &str) -> Result<Client, ClusterError> {
         let mut config = self.admin_config().await?;
-        config.auth_info = AuthInfo { token: Some(token.to_string().into()), ..AuthInfo::default() };
+        config.auth_info = AuthInfo {
+            token: Some(token.to_string().into()),
+            ..AuthInfo::default()
+        };
         Ok(Client::try_from(config)?)
     }
 
@@ -181,7 +225,9 @@ impl ControlPlane {
             },
             ..TokenRequest::default()
         };
-        let issued = api.create_token_request(service_account, &PostParams::default(), &request).await?;
+        let issued = api
+            .create_token_request(service_account, &PostParams::default(), &request)
+            .await?;
         Ok(issued.status.map(|s| s.token).unwrap_or_default())
     }
 
@@ -191,19 +237,56 @@ impl ControlPlane {
         namespace: &str,
         service_account: &str,
     ) -> Result<Client, ClusterError> {
-        let token = self.service_account_token(namespace, service_account).await?;
+        let token = self
+            .service_account_token(namespace, service_account)
+            .await?;
         self.client_with_token(&token).await
     }
 }
 
-/// True if the live process with this pid is still the one we started.
+/// Every pid a control plane started, one a line, appended as each starts.
+pub const PIDS_FILE: &str = "pids";
+
+/// True if the live process with this pid is still the one we started: pids
+/// are reused, but every process we start names its folder on its command
+/// line.
 fn owns(record: &ProcessRecord) -> bool {
-    let program = match record.component.as_str() {
-        "etcd" => "etcd",
-        "kube-apiserver" => "kube-apiserver",
-        _ => "kube-controller-manager",
+    let dir = record.log.parent().and_then(Path::parent);
+    dir.is_some_and(|dir| owned_by(record.pid, dir))
+}
+
+fn owned_by(pid: u32, dir: &Path) -> bool {
+    process::cmdline(pid).is_some_and(|cmd| cmd.contains(&*dir.to_string_lossy()))
+}
+
+fn record_pid(dir: &Path, pid: u32) -> Result<(), ClusterError> {
+    use std::io::Write;
+    let path = dir.join(PIDS_FILE);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| writeln!(file, "{pid}"))
+        .map_err(io("recording a pid in", &path))
+}
+
+/// Stops whatever an earlier, interrupted start in `dir` left running (by
+/// the pids it recorded), so that a folder is never reused or removed while
+/// its processes live on.
+pub fn stop_leftovers(dir: &Path) {
+    let Ok(recorded) = std::fs::read_to_string(dir.join(PIDS_FILE)) else {
+        return;
     };
-    process::cmdline(record.pid).is_some_and(|cmd| cmd.contains(program))
+    for pid in recorded
+        .lines()
+        .rev()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+    {
+        if process::is_alive(pid) && owned_by(pid, dir) {
+            let _ = process::stop(pid, "leftover", Duration::from_secs(5));
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(PIDS_FILE));
 }
 
 /// A start in progress; remembers what it started so that a failure can stop it.
@@ -215,6 +298,7 @@ struct Starting {
 impl Starting {
     async fn run(&mut self, name: &str, bins: &Binaries) -> Result<ControlPlane, ClusterError> {
         let dir = self.dir.clone();
+        stop_leftovers(&dir);
         let _ = std::fs::remove_dir_all(dir.join("etcd"));
         let _ = std::fs::remove_file(dir.join("state.json"));
         for sub in ["logs", "pki", "etcd"] {
@@ -232,7 +316,10 @@ impl Starting {
             write(&pki_dir.join(file), content)?;
         }
         let admin_token = random_token();
-        write(&pki_dir.join("tokens.csv"), &format!("{admin_token},admin,admin,system:masters\n"))?;
+        write(
+            &pki_dir.join("tokens.csv"),
+            &format!("{admin_token},admin,admin,system:masters\n"),
+        )?;
 
         let etcd_port = process::free_port().map_err(io("picking a port for", &dir))?;
         let peer_port = process::free_port().map_err(io("picking a port for", &dir))?;
@@ -241,40 +328,54 @@ impl Starting {
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        self.spawn("etcd", &bins.etcd, &[
-            format!("--name=runway-{name}"),
-            format!("--data-dir={}", dir.join("etcd").display()),
-            format!("--listen-client-urls={etcd_url}"),
-            format!("--advertise-client-urls={etcd_url}"),
-            format!("--listen-peer-urls={peer_url}"),
-            format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=runway-{name}={peer_url}"),
-            "--log-level=warn".into(),
-        ])?;
+        self.spawn(
+            "etcd",
+            &bins.etcd,
+            &[
+                format!("--name=runway-{name}"),
+                format!("--data-dir={}", dir.join("etcd").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=runway-{name}={peer_url}"),
+                "--log-level=warn".into(),
+            ],
+        )?;
         self.wait_tcp("etcd", etcd_port).await?;
 
-        self.spawn("kube-apiserver", &bins.kube_apiserver, &[
-            format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={api_port}"),
-            "--insecure-port=0".into(),
-            format!("--tls-cert-file={}", p("apiserver.crt")),
-            format!("--tls-private-key-file={}", p("apiserver.key")),
-            format!("--token-auth-file={}", p("tokens.csv")),
-            "--authorization-mode=RBAC".into(),
-            "--allow-privileged=true".into(),
-            "--service-account-issuer=https://kubernetes.default.svc".into(),
-            format!("--service-account-key-file={}", p("sa.pub")),
-            format!("--service-account-signing-key-file={}", p("sa.key")),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
-            "--enable-priority-and-fairness=false".into(),
-            "--profiling=false".into(),
-            "--v=1".into(),
-        ])?;
+        self.spawn(
+            "kube-apiserver",
+            &bins.kube_apiserver,
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                // The `kubernetes` Service may not point at a loopback address;
+                // nothing in the sandbox uses it, so do not maintain its endpoints.
+                "--endpoint-reconciler-type=none".into(),
+                format!("--secure-port={api_port}"),
+                "--insecure-port=0".into(),
+                format!("--tls-cert-file={}", p("apiserver.crt")),
+                format!("--tls-private-key-file={}", p("apiserver.key")),
+                format!("--token-auth-file={}", p("tokens.csv")),
+                "--authorization-mode=RBAC".into(),
+                "--allow-privileged=true".into(),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                format!("--service-account-key-file={}", p("sa.pub")),
+                format!("--service-account-signing-key-file={}", p("sa.key")),
+                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--enable-priority-and-fairness=false".into(),
+                "--profiling=false".into(),
+                "--v=1".into(),
+            ],
+        )?;
 
         let kubeconfig = dir.join("kubeconfig");
-        write(&kubeconfig, &kubeconfig_yaml(name, api_port, &pki.ca_cert, &admin_token))?;
+        write(
+            &kubeconfig,
+            &kubeconfig_yaml(name, api_port, &pki.ca_cert, &admin_token),
+        )?;
         let plane = ControlPlane {
             dir: dir.clone(),
             state: State {
@@ -288,56 +389,90 @@ impl Starting {
         };
         let client = plane.admin_client().await?;
         self.wait_until("kube-apiserver", || async {
-            let req = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
-            client.request_text(req).await.map(|_| ()).map_err(|e| e.to_string())
+            let req = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| e.to_string())?;
+            client
+                .request_text(req)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
         .await?;
 
-        self.spawn("kube-controller-manager", &bins.kube_controller_manager, &[
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "--leader-elect=false".into(),
-            format!("--service-account-private-key-file={}", p("sa.key")),
-            format!("--root-ca-file={}", p("ca.crt")),
-            "--controllers=*,-csrsigning,-csrapproving,-nodeipam,-cloud-node-lifecycle".into(),
-            "--bind-address=127.0.0.1".into(),
-            "--secure-port=0".into(),
-            "--port=0".into(),
-            "--v=1".into(),
-        ])?;
+        self.spawn(
+            "kube-controller-manager",
+            &bins.kube_controller_manager,
+            &[
+                format!("--kubeconfig={}", kubeconfig.display()),
+                "--leader-elect=false".into(),
+                format!("--service-account-private-key-file={}", p("sa.key")),
+                format!("--root-ca-file={}", p("ca.crt")),
+                "--controllers=*,-csrsigning,-csrapproving,-nodeipam,-cloud-node-lifecycle".into(),
+                "--bind-address=127.0.0.1".into(),
+                "--secure-port=0".into(),
+                "--port=0".into(),
+                "--v=1".into(),
+            ],
+        )?;
         // The ServiceAccount admission plugin refuses pods until the token
         // controller has minted the `default` account's token: wait for it.
         let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
         self.wait_until("kube-controller-manager", || async {
             let sa = accounts.get("default").await.map_err(|e| e.to_string())?;
-            if sa.secrets.is_some_and(|s| !s.is_empty()) { Ok(()) } else { Err("no token yet".into()) }
+            if sa.secrets.is_some_and(|s| !s.is_empty()) {
+                Ok(())
+            } else {
+                Err("no token yet".into())
+            }
         })
         .await?;
 
         let mut plane = plane;
         plane.state.processes = self.processes.clone();
         let state = serde_json::to_vec_pretty(&plane.state).expect("state serializes");
-        std::fs::write(dir.join("state.json"), state).map_err(io("writing", &dir.join("state.json")))?;
+        std::fs::write(dir.join("state.json"), state)
+            .map_err(io("writing", &dir.join("state.json")))?;
         self.processes.clear();
         Ok(plane)
     }
 
-    fn spawn(&mut self, component: &'static str, program: &Path, args: &[String]) -> Result<(), ClusterError> {
+    fn spawn(
+        &mut self,
+        component: &'static str,
+        program: &Path,
+        args: &[String],
+    ) -> Result<(), ClusterError> {
         let log = self.dir.join("logs").join(format!("{component}.log"));
         let pid = process::spawn_detached(program, args, &log)?;
-        self.processes.push(ProcessRecord { component: component.to_string(), pid, log });
+        // Recorded before anything else can fail, so that whoever cleans up
+        // after an interrupted start (the watchdog, the next start) finds it.
+        record_pid(&self.dir, pid)?;
+        self.processes.push(ProcessRecord {
+            component: component.to_string(),
+            pid,
+            log,
+        });
         Ok(())
     }
 
     async fn wait_tcp(&self, component: &'static str, port: u16) -> Result<(), ClusterError> {
         self.wait_until(component, || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map(|_| ()).map_err(|e| e.to_string())
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         })
         .await
     }
 
     /// Polls `check` until it succeeds, the component's process dies, or the
     /// deadline passes; errors carry the tail of the component's log.
-    async fn wait_until<F, Fut>(&self, component: &'static str, check: F) -> Result<(), ClusterError>
+    async fn wait_until<F, Fut>(
+        &self,
+        component: &'static str,
+        check: F,
+    ) -> Result<(), ClusterError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,

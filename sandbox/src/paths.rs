@@ -12,7 +12,9 @@ pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("RUNWAY_CACHE") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     home.join(".cache").join("runway")
 }
 
@@ -28,5 +30,7 @@ pub fn sandbox_dir(name: &str) -> PathBuf {
 
 /// The project's install script, found next to this crate's sources.
 pub fn install_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts").join("install-deps.sh")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join("install-deps.sh")
 }

@@ -26,7 +26,8 @@ impl Pki {
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "runway-sandbox-ca");
+        ca.distinguished_name
+            .push(DnType::CommonName, "runway-sandbox-ca");
         ca.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -42,7 +43,9 @@ impl Pki {
             "kubernetes".to_string(),
             "kubernetes.default.svc".to_string(),
         ])?;
-        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         serving.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let serving_cert = serving.signed_by(&serving_key, &issuer)?;

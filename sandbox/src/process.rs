@@ -6,6 +6,7 @@
 //! period, then SIGKILL, and a check that the pid is really gone.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,18 +17,29 @@ use nix::unistd::Pid;
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("cannot start {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("cannot open log file {path}: {source}")]
-    Log { path: String, source: std::io::Error },
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("process {pid} ({what}) did not exit after SIGKILL")]
     Stuck { pid: u32, what: String },
 }
 
 /// Starts `program args...` detached, with stdout and stderr appended to `log`.
 pub fn spawn_detached(program: &Path, args: &[String], log: &Path) -> Result<u32, ProcessError> {
-    let out = File::options().create(true).append(true).open(log).map_err(|source| {
-        ProcessError::Log { path: log.display().to_string(), source }
-    })?;
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|source| ProcessError::Log {
+            path: log.display().to_string(),
+            source,
+        })?;
     let err = out.try_clone().map_err(|source| ProcessError::Log {
         path: log.display().to_string(),
         source,
@@ -39,7 +51,10 @@ pub fn spawn_detached(program: &Path, args: &[String], log: &Path) -> Result<u32
         .stderr(err)
         .process_group(0)
         .spawn()
-        .map_err(|source| ProcessError::Spawn { program: program.display().to_string(), source })?;
+        .map_err(|source| ProcessError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
     Ok(child.id())
 }
 
@@ -47,7 +62,9 @@ pub fn spawn_detached(program: &Path, args: &[String], log: &Path) -> Result<u32
 pub fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Field 3 (after the parenthesised command name) is the state.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -57,7 +74,12 @@ pub fn is_alive(pid: u32) -> bool {
 pub fn cmdline(pid: u32) -> Option<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .ok()
-        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_string())
+        .map(|raw| {
+            String::from_utf8_lossy(&raw)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
 }
 
 /// SIGTERM, wait up to `grace`, then SIGKILL; returns once the pid is gone.
@@ -74,7 +96,10 @@ pub fn stop(pid: u32, what: &str, grace: Duration) -> Result<(), ProcessError> {
     if wait_gone(pid, Duration::from_secs(5)) {
         return Ok(());
     }
-    Err(ProcessError::Stuck { pid, what: what.to_string() })
+    Err(ProcessError::Stuck {
+        pid,
+        what: what.to_string(),
+    })
 }
 
 fn wait_gone(pid: u32, within: Duration) -> bool {
@@ -91,5 +116,7 @@ fn wait_gone(pid: u32, within: Duration) -> bool {
 /// A free TCP port on 127.0.0.1 (bound and released; the kernel does not hand
 /// it out again right away).
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

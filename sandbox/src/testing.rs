@@ -7,7 +7,8 @@
 //! if it was killed) and deletes its folder, unless a test failed: then the
 //! folder, with every component's log, is kept and its path printed.
 
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -28,7 +29,9 @@ pub fn shared() -> &'static ControlPlane {
     let started = SHARED.get_or_init(|| {
         // Tests run on many short-lived runtimes; start on a thread of our
         // own so that the start does not depend on any of them.
-        std::thread::spawn(start_for_tests).join().unwrap_or_else(|_| Err("start-up panicked".into()))
+        std::thread::spawn(start_for_tests)
+            .join()
+            .unwrap_or_else(|_| Err("start-up panicked".into()))
     });
     match started {
         Ok(plane) => plane,
@@ -41,39 +44,50 @@ fn start_for_tests() -> Result<ControlPlane, String> {
     let root = paths::cache_root().join("sandbox");
     prune_stale_test_dirs(&root);
     let dir = root.join(format!("test-{}", std::process::id()));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let plane = runtime
-        .block_on(ControlPlane::start(&format!("test-{}", std::process::id()), &dir, &bins))
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    // The watchdog comes first, so that even a start interrupted half-way
+    // (the test process killed) leaves nothing running.
+    spawn_watchdog(&dir).map_err(|e| format!("cannot start the sandbox watchdog: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .map_err(|e| e.to_string())?;
-    spawn_watchdog(&plane).map_err(|e| format!("cannot start the sandbox watchdog: {e}"))?;
-    Ok(plane)
+    runtime
+        .block_on(ControlPlane::start(
+            &format!("test-{}", std::process::id()),
+            &dir,
+            &bins,
+        ))
+        .map_err(|e| e.to_string())
 }
 
 /// Stops the control plane by pid once this process is gone; removes its
 /// folder unless a test left a `keep` marker in it.
-fn spawn_watchdog(plane: &ControlPlane) -> std::io::Result<()> {
+fn spawn_watchdog(dir: &Path) -> std::io::Result<()> {
+    // The pids come from the control plane's `pids` file, read when the test
+    // process is gone (it grows while the control plane starts). A pid is
+    // only signalled while its command line still names this folder.
     const SCRIPT: &str = r#"
-        parent=$1; dir=$2; shift 2
-        while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
-        kill "$@" 2>/dev/null
+        parent=$1; dir=$2
+        # A zombie is dead too: not every init reaps orphans promptly.
+        alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" | grep -q '^Z'; }
+        ours() { alive "$1" && tr '\0' ' ' < "/proc/$1/cmdline" | grep -qF "$dir"; }
+        while alive "$parent"; do sleep 0.5; done
+        pids=$(tac "$dir/pids" 2>/dev/null)
+        for p in $pids; do ours "$p" && kill "$p"; done
         for _ in 1 2 3 4 5 6 7 8 9 10; do
-            alive=0; for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
-            [ "$alive" = 0 ] && break; sleep 0.5
+            any=0; for p in $pids; do ours "$p" && any=1; done
+            [ "$any" = 0 ] && break; sleep 0.5
         done
-        kill -9 "$@" 2>/dev/null
+        for p in $pids; do ours "$p" && kill -9 "$p"; done
         [ -e "$dir/keep" ] || rm -rf "$dir"
     "#;
-    let mut args = vec![
-        "runway-sandbox-watchdog".to_string(),
-        std::process::id().to_string(),
-        plane.dir().display().to_string(),
-    ];
-    // Reverse start order: controller manager, API server, etcd.
-    args.extend(plane.state().processes.iter().rev().map(|p| p.pid.to_string()));
     Command::new("sh")
         .arg("-c")
         .arg(SCRIPT)
-        .args(args)
+        .arg("runway-sandbox-watchdog")
+        .arg(std::process::id().to_string())
+        .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -85,17 +99,27 @@ fn spawn_watchdog(plane: &ControlPlane) -> std::io::Result<()> {
 /// Removes folders of earlier test processes that are gone, except those a
 /// failed test asked to keep (the newest five of those stay).
 fn prune_stale_test_dirs(root: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
     let mut kept: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("test-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(pid) = name
+            .strip_prefix("test-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if crate::process::is_alive(pid) {
             continue;
         }
         let path = entry.path();
+        crate::cluster::stop_leftovers(&path);
         if path.join("keep").exists() {
-            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            let modified = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
             kept.push((modified, path));
         } else {
             let _ = std::fs::remove_dir_all(&path);
@@ -121,7 +145,10 @@ pub struct TestNamespace {
 /// `default` ServiceAccount has a token, so that pods can be created in it.
 pub async fn test_namespace() -> TestNamespace {
     let plane = shared();
-    let client = plane.admin_client().await.expect("admin client for the sandbox");
+    let client = plane
+        .admin_client()
+        .await
+        .expect("admin client for the sandbox");
     let name = format!("t-{}", crate::names::random_suffix(8));
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
@@ -132,15 +159,26 @@ pub async fn test_namespace() -> TestNamespace {
         },
         ..Namespace::default()
     };
-    namespaces.create(&PostParams::default(), &ns).await.expect("create test namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create test namespace");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-    crate::wait::until("the namespace's default ServiceAccount token", std::time::Duration::from_secs(60), || async {
-        let sa = accounts.get_opt("default").await.ok().flatten()?;
-        sa.secrets.filter(|s| !s.is_empty()).map(|_| ())
-    })
+    crate::wait::until(
+        "the namespace's default ServiceAccount token",
+        std::time::Duration::from_secs(60),
+        || async {
+            let sa = accounts.get_opt("default").await.ok().flatten()?;
+            sa.secrets.filter(|s| !s.is_empty()).map(|_| ())
+        },
+    )
     .await
     .expect("default ServiceAccount of the test namespace");
-    TestNamespace { name, client, plane }
+    TestNamespace {
+        name,
+        client,
+        plane,
+    }
 }
 
 impl TestNamespace {
@@ -187,13 +225,24 @@ impl Drop for TestNamespace {
             return;
         }
         let name = self.name.clone();
-        let client = self.client.clone();
-        // Drop cannot be async, and the test's runtime may be shutting down:
-        // delete from a thread with a runtime of its own.
+        let plane = self.plane;
+        // Drop cannot be async. The delete runs on a thread with a runtime of
+        // its own and a client of its own: the test's client is bound to the
+        // test's runtime, whose thread is blocked right here, so using it
+        // would deadlock.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async {
-                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+                if let Ok(client) = plane.admin_client().await {
+                    let _ = Api::<Namespace>::all(client)
+                        .delete(&name, &DeleteParams::background())
+                        .await;
+                }
             });
         })
         .join();

@@ -24,7 +24,10 @@ where
             return Ok(value);
         }
         if start.elapsed() > within {
-            return Err(Timeout { what: what.to_string(), secs: start.elapsed().as_secs_f64() });
+            return Err(Timeout {
+                what: what.to_string(),
+                secs: start.elapsed().as_secs_f64(),
+            });
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(500));

@@ -17,7 +17,10 @@ use runway_sandbox::{test_namespace, wait};
 
 fn pod(name: &str) -> Pod {
     Pod {
-        metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
         spec: Some(PodSpec {
             containers: vec![Container {
                 name: "runner".into(),
@@ -37,7 +40,9 @@ fn now() -> Time {
 /// Writes pod status the way a kubelet does: through the status subresource.
 async fn write_status(pods: &Api<Pod>, name: &str, status: PodStatus) -> Pod {
     let patch = serde_json::json!({ "status": status });
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch pod status")
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch pod status")
 }
 
 #[tokio::test]
@@ -51,66 +56,103 @@ async fn server_is_kubernetes_1_20_2() {
 async fn pod_lifecycle_written_as_a_kubelet_would() {
     let ns = test_namespace().await;
     let pods: Api<Pod> = ns.api();
-    let created = pods.create(&PostParams::default(), &pod("oom")).await.unwrap();
+    let created = pods
+        .create(&PostParams::default(), &pod("oom"))
+        .await
+        .unwrap();
     // The API server defaults a new pod to Pending; nothing schedules it.
-    assert_eq!(created.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
+    assert_eq!(
+        created.status.and_then(|s| s.phase).as_deref(),
+        Some("Pending")
+    );
     // The ServiceAccount admission plugin (which needs the controller
     // manager's token) mounted the default account's token.
     let spec = created.spec.unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some("default"));
-    assert!(spec.volumes.unwrap_or_default().iter().any(|v| v.name.starts_with("default-token-")));
+    assert!(
+        spec.volumes
+            .unwrap_or_default()
+            .iter()
+            .any(|v| v.name.starts_with("default-token-"))
+    );
 
-    let running = write_status(&pods, "oom", PodStatus {
-        phase: Some("Running".into()),
-        container_statuses: Some(vec![ContainerStatus {
-            name: "runner".into(),
-            ready: true,
-            image: "ghcr.io/actions/actions-runner:latest".into(),
-            image_id: String::new(),
-            state: Some(ContainerState {
-                running: Some(ContainerStateRunning { started_at: Some(now()) }),
-                ..ContainerState::default()
-            }),
-            ..ContainerStatus::default()
-        }]),
-        ..PodStatus::default()
-    })
+    let running = write_status(
+        &pods,
+        "oom",
+        PodStatus {
+            phase: Some("Running".into()),
+            container_statuses: Some(vec![ContainerStatus {
+                name: "runner".into(),
+                ready: true,
+                image: "ghcr.io/actions/actions-runner:latest".into(),
+                image_id: String::new(),
+                state: Some(ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(now()),
+                    }),
+                    ..ContainerState::default()
+                }),
+                ..ContainerStatus::default()
+            }]),
+            ..PodStatus::default()
+        },
+    )
     .await;
     assert_eq!(running.status.unwrap().phase.as_deref(), Some("Running"));
 
-    write_status(&pods, "oom", PodStatus {
-        phase: Some("Failed".into()),
-        container_statuses: Some(vec![ContainerStatus {
-            name: "runner".into(),
-            ready: false,
-            image: "ghcr.io/actions/actions-runner:latest".into(),
-            image_id: String::new(),
-            state: Some(ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    exit_code: 137,
-                    reason: Some("OOMKilled".into()),
-                    finished_at: Some(now()),
-                    ..ContainerStateTerminated::default()
+    write_status(
+        &pods,
+        "oom",
+        PodStatus {
+            phase: Some("Failed".into()),
+            container_statuses: Some(vec![ContainerStatus {
+                name: "runner".into(),
+                ready: false,
+                image: "ghcr.io/actions/actions-runner:latest".into(),
+                image_id: String::new(),
+                state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 137,
+                        reason: Some("OOMKilled".into()),
+                        finished_at: Some(now()),
+                        ..ContainerStateTerminated::default()
+                    }),
+                    ..ContainerState::default()
                 }),
-                ..ContainerState::default()
-            }),
-            ..ContainerStatus::default()
-        }]),
-        ..PodStatus::default()
-    })
+                ..ContainerStatus::default()
+            }]),
+            ..PodStatus::default()
+        },
+    )
     .await;
     // Read back from the server, not from the patch response.
     let status = pods.get("oom").await.unwrap().status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Failed"));
-    let terminated = status.container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    let terminated = status.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(terminated.exit_code, 137);
     assert_eq!(terminated.reason.as_deref(), Some("OOMKilled"));
 
     // A plain update of the pod cannot change status: only the subresource can.
     let mut pod = pods.get("oom").await.unwrap();
     pod.status.as_mut().unwrap().phase = Some("Succeeded".into());
-    pods.replace("oom", &PostParams::default(), &pod).await.unwrap();
-    assert_eq!(pods.get("oom").await.unwrap().status.unwrap().phase.as_deref(), Some("Failed"));
+    pods.replace("oom", &PostParams::default(), &pod)
+        .await
+        .unwrap();
+    assert_eq!(
+        pods.get("oom")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Failed")
+    );
 }
 
 #[tokio::test]
@@ -118,7 +160,10 @@ async fn secret_owned_by_a_deleted_pod_is_garbage_collected() {
     let ns = test_namespace().await;
     let pods: Api<Pod> = ns.api();
     let secrets: Api<Secret> = ns.api();
-    let owner = pods.create(&PostParams::default(), &pod("owner")).await.unwrap();
+    let owner = pods
+        .create(&PostParams::default(), &pod("owner"))
+        .await
+        .unwrap();
     let owned = Secret {
         metadata: ObjectMeta {
             name: Some("owned".into()),
@@ -134,17 +179,34 @@ async fn secret_owned_by_a_deleted_pod_is_garbage_collected() {
         string_data: Some([("k".to_string(), "v".to_string())].into()),
         ..Secret::default()
     };
-    secrets.create(&PostParams::default(), &owned).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &owned)
+        .await
+        .unwrap();
     // A control: an unowned Secret must survive the same wait.
     let mut unowned = owned.clone();
     unowned.metadata.name = Some("unowned".into());
     unowned.metadata.owner_references = None;
-    secrets.create(&PostParams::default(), &unowned).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &unowned)
+        .await
+        .unwrap();
 
-    pods.delete("owner", &DeleteParams::background()).await.unwrap();
-    wait::until("the owned Secret to be garbage-collected", Duration::from_secs(60), || async {
-        secrets.get_opt("owned").await.unwrap().is_none().then_some(())
-    })
+    pods.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait::until(
+        "the owned Secret to be garbage-collected",
+        Duration::from_secs(60),
+        || async {
+            secrets
+                .get_opt("owned")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
     .await
     .unwrap();
     assert!(secrets.get_opt("unowned").await.unwrap().is_some());
@@ -155,44 +217,65 @@ async fn service_account_token_is_refused_what_its_role_does_not_grant() {
     let ns = test_namespace().await;
     let accounts: Api<ServiceAccount> = ns.api();
     accounts
-        .create(&PostParams::default(), &ServiceAccount {
-            metadata: ObjectMeta { name: Some("reader".into()), ..ObjectMeta::default() },
-            ..ServiceAccount::default()
-        })
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some("reader".into()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
         .await
         .unwrap();
     let roles: Api<Role> = ns.api();
     roles
-        .create(&PostParams::default(), &Role {
-            metadata: ObjectMeta { name: Some("pod-reader".into()), ..ObjectMeta::default() },
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["pods".into()]),
-                verbs: vec!["get".into(), "list".into()],
-                ..PolicyRule::default()
-            }]),
-        })
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: ObjectMeta {
+                    name: Some("pod-reader".into()),
+                    ..ObjectMeta::default()
+                },
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["pods".into()]),
+                    verbs: vec!["get".into(), "list".into()],
+                    ..PolicyRule::default()
+                }]),
+            },
+        )
         .await
         .unwrap();
     let bindings: Api<RoleBinding> = ns.api();
     bindings
-        .create(&PostParams::default(), &RoleBinding {
-            metadata: ObjectMeta { name: Some("reader".into()), ..ObjectMeta::default() },
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "Role".into(),
-                name: "pod-reader".into(),
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some("reader".into()),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: "pod-reader".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: "reader".into(),
+                    namespace: Some(ns.name().into()),
+                    ..Subject::default()
+                }]),
             },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: "reader".into(),
-                namespace: Some(ns.name().into()),
-                ..Subject::default()
-            }]),
-        })
+        )
         .await
         .unwrap();
-    ns.api::<Pod>().create(&PostParams::default(), &pod("target")).await.unwrap();
+    ns.api::<Pod>()
+        .create(&PostParams::default(), &pod("target"))
+        .await
+        .unwrap();
 
     let as_reader = ns.service_account_client("reader").await;
     let pods: Api<Pod> = Api::namespaced(as_reader.clone(), ns.name());
@@ -204,7 +287,11 @@ async fn service_account_token_is_refused_what_its_role_does_not_grant() {
     match pods.delete("target", &DeleteParams::default()).await {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 403, "{status:?}");
-            assert!(status.message.contains(&format!("system:serviceaccount:{}:reader", ns.name())));
+            assert!(
+                status
+                    .message
+                    .contains(&format!("system:serviceaccount:{}:reader", ns.name()))
+            );
         }
         other => panic!("delete should be forbidden, got {other:?}"),
     }
