@@ -8,6 +8,7 @@
 
 pub mod binaries;
 pub mod cluster;
+pub mod github;
 pub mod names;
 pub mod paths;
 pub mod pki;

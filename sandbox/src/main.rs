@@ -1,5 +1,6 @@
 //! `runway-sandbox`: a real Kubernetes control plane on this machine, for
-//! people (`up`, `down`, `status`, `env`) and for the demo.
+//! people (`up`, `down`, `status`, `env`) and for the demo; and the fake
+//! GitHub (`github`).
 #![forbid(unsafe_code)]
 
 use std::time::Instant;
@@ -7,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runway_sandbox::binaries::Binaries;
+use runway_sandbox::github::{FakeApp, FakeGitHub, FakeOptions};
 use runway_sandbox::{ControlPlane, paths};
 
 #[derive(Parser)]
@@ -29,6 +31,22 @@ enum Command {
     Env(NameArg),
     /// Start a throw-away control plane, show what runs, and stop it again.
     Demo,
+    /// Start the fake GitHub (REST and the Actions runner scale-set service)
+    /// on 127.0.0.1, print how to reach it, and serve until Ctrl-C.
+    Github(GithubArgs),
+}
+
+#[derive(clap::Args)]
+struct GithubArgs {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Serve HTTPS with a certificate from a CA made for this run (printed).
+    #[arg(long)]
+    tls: bool,
+    /// The personal access token to accept (default: a random one, printed).
+    #[arg(long)]
+    pat: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -50,14 +68,54 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => demo().await,
+        Command::Github(args) => github(args).await,
     }
+}
+
+async fn github(args: GithubArgs) -> anyhow::Result<()> {
+    let opts = FakeOptions {
+        port: args.port,
+        tls: args.tls,
+        ..FakeOptions::default()
+    };
+    let github = FakeGitHub::start_with(opts)
+        .await
+        .context("starting the fake GitHub")?;
+    let pat = args
+        .pat
+        .unwrap_or_else(|| format!("ghp_sandbox{:016x}", rand::random::<u64>()));
+    github.add_pat(&pat);
+    let app = FakeApp::example();
+    let (app_id, installation_id) = (app.app_id, app.installation_id);
+    github.add_app(app);
+    println!("fake GitHub serving at {}", github.base_url());
+    println!("  githubConfigUrl: {}", github.config_url("my-org"));
+    println!("  PAT:             {pat}");
+    println!("  REST base:       {}", github.rest_url());
+    println!(
+        "  GitHub App:      id {app_id}, installation {installation_id} (key: runway_sandbox::github::EXAMPLE_APP_PRIVATE_KEY_PEM)"
+    );
+    println!("  control API:     {}/_control/state", github.base_url());
+    if let Some(ca) = github.ca_cert_pem() {
+        println!("  CA certificate:\n{ca}");
+    }
+    println!("Ctrl-C to stop.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    github.shutdown();
+    eprintln!("fake GitHub stopped");
+    Ok(())
 }
 
 async fn up(name: &str) -> anyhow::Result<()> {
     let dir = paths::sandbox_dir(name);
     if let Ok(running) = ControlPlane::load(&dir) {
         if running.live_processes().len() == running.state().processes.len() {
-            eprintln!("sandbox {name:?} is already running at {}", running.server_url());
+            eprintln!(
+                "sandbox {name:?} is already running at {}",
+                running.server_url()
+            );
             println!("export KUBECONFIG={}", running.kubeconfig_path().display());
             return Ok(());
         }
@@ -69,7 +127,12 @@ async fn up(name: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let plane = ControlPlane::start(name, &dir, &bins)
         .await
-        .with_context(|| format!("starting sandbox {name:?} (logs in {})", dir.join("logs").display()))?;
+        .with_context(|| {
+            format!(
+                "starting sandbox {name:?} (logs in {})",
+                dir.join("logs").display()
+            )
+        })?;
     eprintln!(
         "sandbox {name:?} up in {:.1} s: kube-apiserver {} at {}",
         started.elapsed().as_secs_f64(),
@@ -84,8 +147,15 @@ fn down(name: &str) -> anyhow::Result<()> {
     let plane = ControlPlane::load(&paths::sandbox_dir(name))?;
     let pids: Vec<u32> = plane.state().processes.iter().map(|p| p.pid).collect();
     plane.stop()?;
-    let left: Vec<u32> = pids.iter().copied().filter(|p| runway_sandbox::process::is_alive(*p)).collect();
-    anyhow::ensure!(left.is_empty(), "processes still alive after stop: {left:?}");
+    let left: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|p| runway_sandbox::process::is_alive(*p))
+        .collect();
+    anyhow::ensure!(
+        left.is_empty(),
+        "processes still alive after stop: {left:?}"
+    );
     eprintln!("sandbox {name:?} stopped (pids {pids:?} gone)");
     Ok(())
 }
@@ -95,7 +165,12 @@ async fn status(name: &str) -> anyhow::Result<()> {
     println!("sandbox {name:?}: {}", plane.server_url());
     for p in &plane.state().processes {
         let alive = plane.live_processes().iter().any(|l| l.pid == p.pid);
-        println!("  {:<24} pid {:<8} {}", p.component, p.pid, if alive { "running" } else { "GONE" });
+        println!(
+            "  {:<24} pid {:<8} {}",
+            p.component,
+            p.pid,
+            if alive { "running" } else { "GONE" }
+        );
     }
     match plane.admin_client().await?.apiserver_version().await {
         Ok(v) => println!("  API server answers: {}", v.git_version),
