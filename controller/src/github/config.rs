@@ -1,0 +1,377 @@
+//! `githubConfigUrl`: which organization, repository or enterprise the runners
+//! register with, and where that GitHub's REST API lives.
+//!
+//! Hosted GitHub (`github.com`, `*.ghe.com`, `github.localhost`) serves REST at
+//! `https://api.<host>`; any other host is GitHub Enterprise Server with REST at
+//! `<scheme>://<host>[:port]/api/v3`. Plain `http://` is accepted only for
+//! Enterprise Server hosts (internal instances, local test services).
+
+use std::fmt;
+use std::str::FromStr;
+
+use url::Url;
+
+const ACCEPTED_FORMS: &str = "https://<host>/<org>, https://<host>/<org>/<repo> \
+                              or https://<host>/enterprises/<enterprise>";
+
+/// Where runners register: the three scopes GitHub's scale-set service knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Organization { org: String },
+    Repository { owner: String, repo: String },
+    Enterprise { enterprise: String },
+}
+
+impl Scope {
+    /// The REST path (relative to the REST base) that issues a runner
+    /// registration token for this scope.
+    pub fn registration_token_path(&self) -> String {
+        match self {
+            Scope::Organization { org } => {
+                format!("/orgs/{org}/actions/runners/registration-token")
+            }
+            Scope::Repository { owner, repo } => {
+                format!("/repos/{owner}/{repo}/actions/runners/registration-token")
+            }
+            Scope::Enterprise { enterprise } => {
+                format!("/enterprises/{enterprise}/actions/runners/registration-token")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Organization { org } => write!(f, "organization {org}"),
+            Scope::Repository { owner, repo } => write!(f, "repository {owner}/{repo}"),
+            Scope::Enterprise { enterprise } => write!(f, "enterprise {enterprise}"),
+        }
+    }
+}
+
+/// A parsed `githubConfigUrl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubConfig {
+    config_url: String,
+    scope: Scope,
+    rest_base: Url,
+    hosted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("githubConfigUrl {input:?} is not a valid URL ({reason}); expected {ACCEPTED_FORMS}")]
+    NotAUrl { input: String, reason: String },
+    #[error("githubConfigUrl {input:?} {problem}; expected {ACCEPTED_FORMS}")]
+    Invalid {
+        input: String,
+        problem: &'static str,
+    },
+    #[error(
+        "githubConfigUrl {input:?} uses http:// for hosted GitHub ({host}), which only serves \
+         https; expected {ACCEPTED_FORMS}"
+    )]
+    PlainHttpForHosted { input: String, host: String },
+}
+
+impl GitHubConfig {
+    /// Parses a `githubConfigUrl` as written in the scale set's values.
+    pub fn parse(input: &str) -> Result<Self, ConfigError> {
+        let invalid = |problem| ConfigError::Invalid {
+            input: input.to_owned(),
+            problem,
+        };
+        let trimmed = input.trim();
+        let without_slash = trimmed.strip_suffix('/').unwrap_or(trimmed);
+        let url = Url::parse(without_slash).map_err(|e| ConfigError::NotAUrl {
+            input: input.to_owned(),
+            reason: e.to_string(),
+        })?;
+
+        let host = match url.host_str() {
+            Some(host) if !host.is_empty() => host.to_ascii_lowercase(),
+            _ => return Err(invalid("has no host")),
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid("must not carry credentials"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("must not have a query or fragment"));
+        }
+
+        let hosted = is_hosted(&host);
+        match url.scheme() {
+            "https" => {}
+            "http" if hosted => {
+                return Err(ConfigError::PlainHttpForHosted {
+                    input: input.to_owned(),
+                    host,
+                });
+            }
+            "http" => tracing::warn!(
+                host = %host,
+                "githubConfigUrl uses plain http://; tokens travel unencrypted. \
+                 Use this only for internal instances and local test services"
+            ),
+            _ => return Err(invalid("must start with https://")),
+        }
+
+        let path = url.path();
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return Err(invalid("has no organization, or an empty path segment"));
+        }
+        let scope = match segments.as_slice() {
+            [org] => Scope::Organization {
+                org: (*org).to_owned(),
+            },
+            [first, enterprise] if first.eq_ignore_ascii_case("enterprises") => Scope::Enterprise {
+                enterprise: (*enterprise).to_owned(),
+            },
+            [owner, repo] => Scope::Repository {
+                owner: (*owner).to_owned(),
+                repo: (*repo).to_owned(),
+            },
+            _ => return Err(invalid("has too many path segments")),
+        };
+
+        let rest_base = rest_base(&url, &host, hosted);
+        Ok(Self {
+            config_url: url.as_str().trim_end_matches('/').to_owned(),
+            scope,
+            rest_base,
+            hosted,
+        })
+    }
+
+    /// The URL exactly as the runner-registration call must echo it
+    /// (trailing `/` dropped).
+    pub fn config_url(&self) -> &str {
+        &self.config_url
+    }
+
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The REST API base: path `/` for hosted GitHub, `/api/v3` for
+    /// Enterprise Server.
+    pub fn rest_base(&self) -> &Url {
+        &self.rest_base
+    }
+
+    /// Hosted GitHub (github.com, GHE.com, github.localhost) rather than
+    /// GitHub Enterprise Server.
+    pub fn is_hosted(&self) -> bool {
+        self.hosted
+    }
+}
+
+impl FromStr for GitHubConfig {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+fn is_hosted(host: &str) -> bool {
+    host == "github.com"
+        || host == "www.github.com"
+        || host == "github.localhost"
+        || host.ends_with(".ghe.com")
+}
+
+fn rest_base(url: &Url, host: &str, hosted: bool) -> Url {
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let base = if hosted {
+        // www.github.com is an alias of github.com; its API has no `www.`.
+        let api_host = host.strip_prefix("www.").unwrap_or(host);
+        format!("https://api.{api_host}{port}")
+    } else {
+        format!("{}://{host}{port}/api/v3", url.scheme())
+    };
+    // The pieces came from a parsed URL, so this cannot fail.
+    Url::parse(&base).expect("REST base built from a valid URL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org(o: &str) -> Scope {
+        Scope::Organization { org: o.into() }
+    }
+    fn repo(o: &str, r: &str) -> Scope {
+        Scope::Repository {
+            owner: o.into(),
+            repo: r.into(),
+        }
+    }
+    fn ent(e: &str) -> Scope {
+        Scope::Enterprise {
+            enterprise: e.into(),
+        }
+    }
+
+    #[test]
+    fn accepted_urls() {
+        // (input, scope, REST base, hosted, config url echoed to GitHub)
+        let cases = [
+            (
+                "https://github.com/my-org",
+                org("my-org"),
+                "https://api.github.com/",
+                true,
+                "https://github.com/my-org",
+            ),
+            (
+                "https://github.com/my-org/",
+                org("my-org"),
+                "https://api.github.com/",
+                true,
+                "https://github.com/my-org",
+            ),
+            (
+                "https://github.com/my-org/my-repo",
+                repo("my-org", "my-repo"),
+                "https://api.github.com/",
+                true,
+                "https://github.com/my-org/my-repo",
+            ),
+            (
+                "https://github.com/enterprises/acme",
+                ent("acme"),
+                "https://api.github.com/",
+                true,
+                "https://github.com/enterprises/acme",
+            ),
+            (
+                "https://github.com/Enterprises/acme/",
+                ent("acme"),
+                "https://api.github.com/",
+                true,
+                "https://github.com/Enterprises/acme",
+            ),
+            (
+                "https://www.github.com/my-org",
+                org("my-org"),
+                "https://api.github.com/",
+                true,
+                "https://www.github.com/my-org",
+            ),
+            (
+                "https://GitHub.com/my-org",
+                org("my-org"),
+                "https://api.github.com/",
+                true,
+                "https://github.com/my-org",
+            ),
+            (
+                "https://acme.ghe.com/my-org",
+                org("my-org"),
+                "https://api.acme.ghe.com/",
+                true,
+                "https://acme.ghe.com/my-org",
+            ),
+            (
+                "https://github.localhost/my-org",
+                org("my-org"),
+                "https://api.github.localhost/",
+                true,
+                "https://github.localhost/my-org",
+            ),
+            (
+                "https://ghes.example.com/my-org/my-repo",
+                repo("my-org", "my-repo"),
+                "https://ghes.example.com/api/v3",
+                false,
+                "https://ghes.example.com/my-org/my-repo",
+            ),
+            (
+                "https://ghes.example.com:8443/enterprises/e",
+                ent("e"),
+                "https://ghes.example.com:8443/api/v3",
+                false,
+                "https://ghes.example.com:8443/enterprises/e",
+            ),
+            (
+                "http://127.0.0.1:4000/my-org",
+                org("my-org"),
+                "http://127.0.0.1:4000/api/v3",
+                false,
+                "http://127.0.0.1:4000/my-org",
+            ),
+            (
+                "http://ghes.internal/my-org/",
+                org("my-org"),
+                "http://ghes.internal/api/v3",
+                false,
+                "http://ghes.internal/my-org",
+            ),
+            // An org literally named "enterprises" is still an org.
+            (
+                "https://github.com/enterprises",
+                org("enterprises"),
+                "https://api.github.com/",
+                true,
+                "https://github.com/enterprises",
+            ),
+        ];
+        for (input, scope, rest, hosted, echoed) in cases {
+            let config = GitHubConfig::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(config.scope(), &scope, "{input}");
+            assert_eq!(config.rest_base().as_str(), rest, "{input}");
+            assert_eq!(config.is_hosted(), hosted, "{input}");
+            assert_eq!(config.config_url(), echoed, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejected_urls_quote_the_accepted_forms() {
+        let cases = [
+            "",
+            "github.com/my-org",
+            "https://github.com",
+            "https://github.com/",
+            "https://github.com//repo",
+            "https://github.com/a/b/c",
+            "https://github.com/my-org//",
+            "https://github.com/my-org?x=1",
+            "https://github.com/my-org#frag",
+            "https://user:pw@ghes.example.com/my-org",
+            "ftp://ghes.example.com/my-org",
+            "http://github.com/my-org",
+            "http://www.github.com/my-org",
+            "http://acme.ghe.com/my-org",
+            "http://github.localhost/my-org",
+        ];
+        for input in cases {
+            let err = GitHubConfig::parse(input).expect_err(input).to_string();
+            assert!(err.contains("githubConfigUrl"), "{input}: {err}");
+            assert!(
+                err.contains("https://<host>/<org>")
+                    && err.contains("https://<host>/<org>/<repo>")
+                    && err.contains("https://<host>/enterprises/<enterprise>"),
+                "{input}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn registration_token_paths() {
+        assert_eq!(
+            org("o").registration_token_path(),
+            "/orgs/o/actions/runners/registration-token"
+        );
+        assert_eq!(
+            repo("o", "r").registration_token_path(),
+            "/repos/o/r/actions/runners/registration-token"
+        );
+        assert_eq!(
+            ent("e").registration_token_path(),
+            "/enterprises/e/actions/runners/registration-token"
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! The scale set's message queue (PROTOCOL.md section 4): long poll,
+//! acknowledge, acquire jobs. All three carry the session's queue token; when
+//! it has expired (401) the session is refreshed once (PATCH), the caller's
+//! copy updated, and the request repeated.
+
+use http::{HeaderValue, Method, Request, StatusCode};
+use octocrab::OctoBody;
+use url::Url;
+
+use super::actions::{ActionsClient, bearer, decode};
+use super::error::Error;
+use super::retry;
+use super::transport::HttpResponse;
+use super::wire::{
+    JobMessage, List, RunnerScaleSetMessage, RunnerScaleSetSession, RunnerScaleSetStatistic,
+    strip_bom,
+};
+
+/// The only message type the queue delivers today.
+pub const JOB_MESSAGES: &str = "RunnerScaleSetJobMessages";
+
+/// One queue message with its body decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleSetMessage {
+    pub message_id: i64,
+    pub statistics: Option<RunnerScaleSetStatistic>,
+    pub jobs: Vec<JobMessage>,
+}
+
+impl ActionsClient {
+    /// Waits (about 50 s, server side) for the next message after
+    /// `last_message_id`. `None`: nothing new (202).
+    pub async fn get_message(
+        &self,
+        scale_set_id: i64,
+        session: &mut RunnerScaleSetSession,
+        last_message_id: i64,
+        max_capacity: u32,
+    ) -> Result<Option<ScaleSetMessage>, Error> {
+        let operation =
+            format!("poll messages of scale set {scale_set_id} after message {last_message_id}");
+        let url = poll_url(&operation, &session.message_queue_url, last_message_id)?;
+        let response = self
+            .with_queue_token(scale_set_id, session, |token| {
+                let url = url.clone();
+                let operation = operation.clone();
+                async move {
+                    let request = Request::builder()
+                        .method(Method::GET)
+                        .uri(url.as_str())
+                        .header(
+                            http::header::ACCEPT,
+                            "application/json; api-version=6.0-preview",
+                        )
+                        .header(http::header::AUTHORIZATION, token)
+                        .header("X-ScaleSetMaxCapacity", max_capacity.to_string())
+                        .body(OctoBody::empty());
+                    self.queue_send(&operation, request).await
+                }
+            })
+            .await?;
+        match response.status {
+            StatusCode::ACCEPTED => Ok(None),
+            StatusCode::OK => decode_message(&operation, &response.body).map(Some),
+            _ => Err(Error::from_response(&operation, &response)),
+        }
+    }
+
+    /// Tells the queue the message was handled; unacknowledged messages are
+    /// delivered again.
+    pub async fn acknowledge_message(
+        &self,
+        scale_set_id: i64,
+        session: &mut RunnerScaleSetSession,
+        message_id: i64,
+    ) -> Result<(), Error> {
+        let operation = format!("acknowledge message {message_id} of scale set {scale_set_id}");
+        let url = acknowledge_url(&operation, &session.message_queue_url, message_id)?;
+        let response = self
+            .with_queue_token(scale_set_id, session, |token| {
+                let url = url.clone();
+                let operation = operation.clone();
+                async move {
+                    let request = Request::builder()
+                        .method(Method::DELETE)
+                        .uri(url.as_str())
+                        .header(http::header::AUTHORIZATION, token)
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(OctoBody::empty());
+                    self.queue_send(&operation, request).await
+                }
+            })
+            .await?;
+        if response.status.is_success() {
+            Ok(())
+        } else {
+            Err(Error::from_response(&operation, &response))
+        }
+    }
+
+    /// Claims jobs for this scale set; returns the ids actually acquired.
+    pub async fn acquire_jobs(
+        &self,
+        scale_set_id: i64,
+        session: &mut RunnerScaleSetSession,
+        runner_request_ids: &[i64],
+    ) -> Result<Vec<i64>, Error> {
+        let operation = format!(
+            "acquire {} job(s) for scale set {scale_set_id}",
+            runner_request_ids.len()
+        );
+        let path = format!("_apis/runtime/runnerscalesets/{scale_set_id}/acquirejobs");
+        let mut refreshed = false;
+        loop {
+            let token = session.message_queue_access_token.clone();
+            let response = self
+                .send(
+                    &operation,
+                    Method::POST,
+                    &path,
+                    &[],
+                    Some(runner_request_ids),
+                    Some(&token),
+                )
+                .await?;
+            if response.status == StatusCode::UNAUTHORIZED && !refreshed {
+                *session = self
+                    .refresh_session(scale_set_id, &session.session_id)
+                    .await?;
+                refreshed = true;
+                continue;
+            }
+            let acquired: List<i64> = decode(&operation, &response, false)?;
+            return Ok(acquired.value);
+        }
+    }
+
+    /// Runs `attempt` with the queue token; on 401 refreshes the session once
+    /// and runs it again with the new token.
+    async fn with_queue_token<F, Fut>(
+        &self,
+        scale_set_id: i64,
+        session: &mut RunnerScaleSetSession,
+        attempt: F,
+    ) -> Result<HttpResponse, Error>
+    where
+        F: Fn(HeaderValue) -> Fut,
+        Fut: Future<Output = Result<HttpResponse, Error>>,
+    {
+        let operation = "use the message queue token";
+        let response = attempt(bearer(operation, &session.message_queue_access_token)?).await?;
+        if response.status != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        tracing::debug!(
+            scale_set_id,
+            "message queue token expired, refreshing the session"
+        );
+        *session = self
+            .refresh_session(scale_set_id, &session.session_id)
+            .await?;
+        attempt(bearer(operation, &session.message_queue_access_token)?).await
+    }
+
+    /// A queue request with the client's retry policy.
+    async fn queue_send(
+        &self,
+        operation: &str,
+        request: Result<Request<OctoBody>, http::Error>,
+    ) -> Result<HttpResponse, Error> {
+        let request = request
+            .map_err(|e| Error::protocol(operation, format!("building the request failed: {e}")))?;
+        let (parts, body) = request.into_parts();
+        let body = &body;
+        retry::run(&self.inner.retry, operation, || {
+            // Queue requests have empty bodies, which always clone.
+            let body = body.try_clone().unwrap_or_else(OctoBody::empty);
+            let request = Request::from_parts(parts.clone(), body);
+            self.inner.transport.send(operation, request)
+        })
+        .await
+    }
+}
+
+/// The poll URL: the queue URL plus `lastMessageId=N` when N > 0, keeping
+/// (and, for `lastMessageId`, replacing) whatever query the URL has.
+pub fn poll_url(operation: &str, queue_url: &str, last_message_id: i64) -> Result<Url, Error> {
+    let mut url = parse_queue_url(operation, queue_url)?;
+    if last_message_id <= 0 {
+        return Ok(url);
+    }
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "lastMessageId")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let had_it = url.query_pairs().any(|(k, _)| k == "lastMessageId");
+    if had_it {
+        url.set_query(None);
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in &others {
+            pairs.append_pair(k, v);
+        }
+    }
+    url.query_pairs_mut()
+        .append_pair("lastMessageId", &last_message_id.to_string());
+    Ok(url)
+}
+
+/// `<queue URL path>/<messageId>`, query kept.
+pub fn acknowledge_url(operation: &str, queue_url: &str, message_id: i64) -> Result<Url, Error> {
+    let mut url = parse_queue_url(operation, queue_url)?;
+    let path = format!("{}/{message_id}", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    Ok(url)
+}
+
+fn parse_queue_url(operation: &str, queue_url: &str) -> Result<Url, Error> {
+    Url::parse(queue_url).map_err(|e| {
+        Error::protocol(
+            operation,
+            format!("the session's messageQueueUrl is not a URL: {e}"),
+        )
+    })
+}
+
+/// Decodes a 200 poll answer: the envelope, its type, and the job messages
+/// encoded as a string inside it.
+pub fn decode_message(operation: &str, body: &[u8]) -> Result<ScaleSetMessage, Error> {
+    let message: RunnerScaleSetMessage =
+        serde_json::from_slice(strip_bom(body)).map_err(|e| Error::decode(operation, &e, false))?;
+    if message.message_type != JOB_MESSAGES {
+        return Err(Error::UnexpectedMessageType {
+            message_id: message.message_id,
+            message_type: message.message_type,
+        });
+    }
+    let jobs = JobMessage::decode_body(&message.body).map_err(|e| {
+        Error::decode(
+            &format!("{operation}: body of message {}", message.message_id),
+            &e,
+            false,
+        )
+    })?;
+    Ok(ScaleSetMessage {
+        message_id: message.message_id,
+        statistics: message.statistics,
+        jobs,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+//! The JSON GitHub and its scale-set service speak, field for field
+//! (PROTOCOL.md sections 2-4). Nothing here is a domain type: the listener and
+//! the reconcilers convert.
+//!
+//! Responses do not use `deny_unknown_fields`: GitHub adds fields to its
+//! responses without notice and an unknown field must not stop a listener.
+//! Instead the golden tests in `wire/tests.rs` decode PROTOCOL.md's shapes
+//! and re-encode them, so a renamed or missing field changes the output and
+//! fails the test. Fields GitHub always sends are required; fields it may
+//! leave out are `default`.
+//!
+//! Tokens and JIT configs are [`Secret`]s, so deriving `Debug` is safe.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::secret::Secret;
+
+/// The scale-set service may prefix JSON with a UTF-8 byte-order mark.
+pub fn strip_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
+/// `{"count","value":[...]}`, the service's list envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct List<T> {
+    pub count: i64,
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+}
+
+// ---- REST side (section 2) ----
+
+/// `POST {rest}/app/installations/{id}/access_tokens` and
+/// `POST {rest}/.../actions/runners/registration-token` answer with this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpiringToken {
+    pub token: Secret,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Body of `POST {rest}/actions/runner-registration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerRegistrationRequest {
+    pub url: String,
+    pub runner_event: String,
+}
+
+/// Answer of `POST {rest}/actions/runner-registration`: the Actions service
+/// base URL and an admin JWT. Both must be non-empty; the client checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionsServiceConnection {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+/// `{"typeName","message"}`: how the service names its exceptions. GitHub's
+/// REST errors (`{"message","documentation_url"}`) decode into it too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionsErrorBody {
+    #[serde(rename = "typeName", default, skip_serializing_if = "Option::is_none")]
+    pub type_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+// ---- scale sets (section 3) ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerGroup {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub size: i64,
+    #[serde(default)]
+    pub is_default_group: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+}
+
+impl Label {
+    /// Scale-set labels are all of type `System`.
+    pub fn system(name: impl Into<String>) -> Self {
+        Self {
+            kind: "System".to_owned(),
+            name: name.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerSetting {
+    #[serde(default)]
+    pub ephemeral: bool,
+    #[serde(default)]
+    pub is_elastic: bool,
+    #[serde(default)]
+    pub disable_update: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RunnerScaleSetStatistic {
+    pub total_available_jobs: i64,
+    pub total_acquired_jobs: i64,
+    pub total_assigned_jobs: i64,
+    pub total_running_jobs: i64,
+    pub total_registered_runners: i64,
+    pub total_busy_runners: i64,
+    pub total_idle_runners: i64,
+}
+
+/// A scale set as the service returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerScaleSet {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub runner_group_id: i64,
+    #[serde(default)]
+    pub runner_group_name: String,
+    #[serde(default)]
+    pub labels: Vec<Label>,
+    /// Capitalised on the wire, unlike every other field.
+    #[serde(rename = "RunnerSetting", default)]
+    pub runner_setting: RunnerSetting,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_on: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_jit_config_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<RunnerScaleSetStatistic>,
+}
+
+/// Body of create (all of it) and update (only what changes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerScaleSetRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_group_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Label>>,
+    #[serde(
+        rename = "RunnerSetting",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub runner_setting: Option<RunnerSetting>,
+}
+
+/// Body of `generatejitconfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JitConfigRequest {
+    pub name: String,
+    pub work_folder: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerReference {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub runner_scale_set_id: i64,
+}
+
+/// Answer of `generatejitconfig`. The encoded config is the runner's only
+/// credential: it goes into the runner pod's Secret and nowhere else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JitConfig {
+    pub runner: RunnerReference,
+    #[serde(rename = "encodedJITConfig")]
+    pub encoded_jit_config: Secret,
+}
+
+/// Body of create session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRequest {
+    pub owner_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerScaleSetSession {
+    pub session_id: String,
+    #[serde(default)]
+    pub owner_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_scale_set: Option<RunnerScaleSet>,
+    pub message_queue_url: String,
+    pub message_queue_access_token: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<RunnerScaleSetStatistic>,
+}
+
+// ---- messages (section 4) ----
+
+/// One message from the queue. `body` is a JSON array encoded as a string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerScaleSetMessage {
+    pub message_id: i64,
+    pub message_type: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<RunnerScaleSetStatistic>,
+}
+
+/// The fields every job message carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMessageBase {
+    pub message_type: String,
+    pub runner_request_id: i64,
+    #[serde(default)]
+    pub repository_name: String,
+    #[serde(default)]
+    pub owner_name: String,
+    #[serde(default)]
+    pub job_id: String,
+    #[serde(default)]
+    pub job_workflow_ref: String,
+    #[serde(default)]
+    pub job_display_name: String,
+    #[serde(default)]
+    pub workflow_run_id: i64,
+    #[serde(default)]
+    pub event_name: String,
+    #[serde(default)]
+    pub request_labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_set_assign_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_assign_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobAvailable {
+    pub acquire_job_url: String,
+    #[serde(flatten)]
+    pub base: JobMessageBase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobAssigned {
+    #[serde(flatten)]
+    pub base: JobMessageBase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStarted {
+    pub runner_id: i64,
+    pub runner_name: String,
+    #[serde(flatten)]
+    pub base: JobMessageBase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCompleted {
+    #[serde(default)]
+    pub result: String,
+    #[serde(default)]
+    pub runner_id: i64,
+    #[serde(default)]
+    pub runner_name: String,
+    #[serde(flatten)]
+    pub base: JobMessageBase,
+}
+
+/// One element of a message body, typed by its `messageType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobMessage {
+    Available(JobAvailable),
+    Assigned(JobAssigned),
+    Started(JobStarted),
+    Completed(JobCompleted),
+    /// A type this client does not know; the listener logs and skips it, as
+    /// the reference clients do, so a new message type cannot stop scaling.
+    Unknown {
+        message_type: String,
+    },
+}
+
+impl JobMessage {
+    /// Decodes a message `body`: a JSON array of job messages. An empty body
+    /// holds no jobs.
+    pub fn decode_body(body: &str) -> Result<Vec<JobMessage>, serde_json::Error> {
+        if body.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let elements: Vec<serde_json::Value> = serde_json::from_str(body)?;
+        elements.into_iter().map(JobMessage::from_value).collect()
+    }
+
+    fn from_value(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Tag {
+            message_type: String,
+        }
+        let Tag { message_type } = Tag::deserialize(&value)?;
+        Ok(match message_type.as_str() {
+            "JobAvailable" => JobMessage::Available(serde_json::from_value(value)?),
+            "JobAssigned" => JobMessage::Assigned(serde_json::from_value(value)?),
+            "JobStarted" => JobMessage::Started(serde_json::from_value(value)?),
+            "JobCompleted" => JobMessage::Completed(serde_json::from_value(value)?),
+            _ => JobMessage::Unknown { message_type },
+        })
+    }
+
+    /// The common fields, for every known type.
+    pub fn base(&self) -> Option<&JobMessageBase> {
+        match self {
+            JobMessage::Available(m) => Some(&m.base),
+            JobMessage::Assigned(m) => Some(&m.base),
+            JobMessage::Started(m) => Some(&m.base),
+            JobMessage::Completed(m) => Some(&m.base),
+            JobMessage::Unknown { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
