@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash sandbox/scripts/install-deps.sh
 cargo build --quiet -p runway-sandbox -p runway-controller
-exec target/debug/runway-sandbox demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/runway-sandbox" demo "$@"

@@ -19,24 +19,43 @@ fn org(name: &str) -> Scope {
     Scope::Organization(name.to_string())
 }
 
+/// A scale set called `name` with everything else defaulted.
+fn add_scale_set(s: &mut State, tenant: u32, name: &str, now: Instant) -> ScaleSetView {
+    let new = NewScaleSet {
+        name: name.into(),
+        ..Default::default()
+    };
+    s.create_scale_set(tenant, new, now).expect("created")
+}
+
 /// A state with tenant 1 (`my-org`) holding scale set `arm` with a session.
 fn with_scale_set() -> (State, Instant, i64, String) {
     let (mut s, now) = new_state();
     let tenant = s.tenant(&org("my-org"));
-    let set = s
-        .create_scale_set(
-            tenant,
-            NewScaleSet {
-                name: "arm".into(),
-                ..Default::default()
-            },
-            now,
-        )
-        .expect("created");
+    let set = add_scale_set(&mut s, tenant, "arm", now);
     let session = s
         .create_session(tenant, set.id, "listener", now)
         .expect("session");
     (s, now, set.id, session.session_id)
+}
+
+/// Queues a default job and returns its runner request id.
+fn queue(s: &mut State, set: i64, now: Instant) -> i64 {
+    s.queue_job(set, NewJob::default(), now).expect("queued").0
+}
+
+/// Queues a default job and acquires it for the session.
+fn acquired_job(s: &mut State, set: i64, session: &str, now: Instant) -> i64 {
+    let id = queue(s, set, now);
+    s.acquire(set, session, &[id], now).expect("acquired");
+    id
+}
+
+/// One poll that must hand out a message.
+fn poll_message(s: &mut State, set: i64, session: &str, last: i64, now: Instant) -> Delivery {
+    s.poll(set, session, last, now)
+        .expect("poll")
+        .expect("a message")
 }
 
 fn kinds(delivery: &Delivery) -> Vec<(&'static str, i64)> {
@@ -113,16 +132,7 @@ fn the_default_group_exists_and_groups_are_found_without_case() {
 fn a_new_scale_set_gets_its_name_as_label_and_the_default_group() {
     let (mut s, now) = new_state();
     let tenant = s.tenant(&org("my-org"));
-    let set = s
-        .create_scale_set(
-            tenant,
-            NewScaleSet {
-                name: "arm".into(),
-                ..Default::default()
-            },
-            now,
-        )
-        .expect("created");
+    let set = add_scale_set(&mut s, tenant, "arm", now);
     assert_eq!(set.labels, vec!["arm".to_string()]);
     assert_eq!(
         (set.runner_group_id, set.runner_group_name.as_str()),
@@ -233,15 +243,7 @@ fn update_changes_only_what_the_patch_names() {
             disable_update: true
         }
     );
-    s.create_scale_set(
-        t,
-        NewScaleSet {
-            name: "x86".into(),
-            ..Default::default()
-        },
-        now,
-    )
-    .expect("created");
+    add_scale_set(&mut s, t, "x86", now);
     let rename = ScaleSetPatch {
         name: Some("X86".into()),
         ..Default::default()
@@ -291,13 +293,10 @@ fn sessions_are_uuid_shaped() {
 #[test]
 fn a_job_walks_through_its_life_and_the_statistics_follow() {
     let (mut s, now, set, session) = with_scale_set();
-    let (id, _) = s.queue_job(set, NewJob::default(), now).expect("queued");
+    let id = queue(&mut s, set, now);
     assert_eq!(s.statistics(set).total_available_jobs, 1);
 
-    let first = s
-        .poll(set, &session, 0, now)
-        .expect("poll")
-        .expect("a message");
+    let first = poll_message(&mut s, set, &session, 0, now);
     assert_eq!(kinds(&first), vec![("JobAvailable", id)]);
     assert_eq!(first.statistics.total_available_jobs, 1);
     assert_eq!(first.events[0].job.owner_name, "runway-dev");
@@ -349,10 +348,7 @@ fn a_job_walks_through_its_life_and_the_statistics_follow() {
         Err(StateError::RunnerNotFound(runner.id))
     );
 
-    let events = s
-        .poll(set, &session, first.message_id, now)
-        .expect("poll")
-        .expect("a message");
+    let events = poll_message(&mut s, set, &session, first.message_id, now);
     assert_eq!(
         kinds(&events),
         vec![
@@ -382,8 +378,7 @@ fn a_job_walks_through_its_life_and_the_statistics_follow() {
 #[test]
 fn a_busy_runner_cannot_be_removed() {
     let (mut s, now, set, session) = with_scale_set();
-    let (id, _) = s.queue_job(set, NewJob::default(), now).expect("queued");
-    s.acquire(set, &session, &[id], now).expect("acquired");
+    let id = acquired_job(&mut s, set, &session, now);
     let runner = s.register_runner(1, set, "r1").expect("registered");
     s.start_job(id, "r1", now).expect("started");
     assert_eq!(
@@ -418,16 +413,7 @@ fn an_idle_runner_is_removed_and_only_within_its_tenant() {
 #[test]
 fn runner_names_are_unique_per_tenant_without_case() {
     let (mut s, now, set, _) = with_scale_set();
-    let other = s
-        .create_scale_set(
-            1,
-            NewScaleSet {
-                name: "x86".into(),
-                ..Default::default()
-            },
-            now,
-        )
-        .expect("created");
+    let other = add_scale_set(&mut s, 1, "x86", now);
     let runner = s.register_runner(1, set, "runner-1").expect("registered");
     assert_eq!(
         s.register_runner(1, other.id, "RUNNER-1"),
@@ -438,16 +424,7 @@ fn runner_names_are_unique_per_tenant_without_case() {
         })
     );
     let elsewhere = s.tenant(&org("elsewhere"));
-    let foreign = s
-        .create_scale_set(
-            elsewhere,
-            NewScaleSet {
-                name: "arm".into(),
-                ..Default::default()
-            },
-            now,
-        )
-        .expect("created");
+    let foreign = add_scale_set(&mut s, elsewhere, "arm", now);
     assert!(s.register_runner(elsewhere, foreign.id, "runner-1").is_ok());
     assert_eq!(s.runners_named(1, "Runner-1").len(), 1);
 }
@@ -455,18 +432,9 @@ fn runner_names_are_unique_per_tenant_without_case() {
 #[test]
 fn start_needs_an_assigned_job_and_an_idle_runner_of_its_scale_set() {
     let (mut s, now, set, session) = with_scale_set();
-    let other = s
-        .create_scale_set(
-            1,
-            NewScaleSet {
-                name: "x86".into(),
-                ..Default::default()
-            },
-            now,
-        )
-        .expect("created");
-    let (a, _) = s.queue_job(set, NewJob::default(), now).expect("queued");
-    let (b, _) = s.queue_job(set, NewJob::default(), now).expect("queued");
+    let other = add_scale_set(&mut s, 1, "x86", now);
+    let a = queue(&mut s, set, now);
+    let b = queue(&mut s, set, now);
     s.register_runner(1, other.id, "foreign")
         .expect("registered");
     s.register_runner(1, set, "r1").expect("registered");
@@ -501,7 +469,7 @@ fn start_needs_an_assigned_job_and_an_idle_runner_of_its_scale_set() {
 #[test]
 fn completing_a_job_nobody_started_needs_no_runner() {
     let (mut s, now, set, session) = with_scale_set();
-    let (id, _) = s.queue_job(set, NewJob::default(), now).expect("queued");
+    let id = queue(&mut s, set, now);
     s.complete_job(id, "canceled", now).expect("completed");
     let all = drain(&mut s, set, &session, now);
     assert_eq!(all, vec![("JobAvailable", id), ("JobCompleted", id)]);
@@ -511,20 +479,9 @@ fn completing_a_job_nobody_started_needs_no_runner() {
 #[test]
 fn acquire_takes_only_this_scale_sets_available_jobs_and_is_idempotent() {
     let (mut s, now, set, session) = with_scale_set();
-    let other = s
-        .create_scale_set(
-            1,
-            NewScaleSet {
-                name: "x86".into(),
-                ..Default::default()
-            },
-            now,
-        )
-        .expect("created");
-    let (mine, _) = s.queue_job(set, NewJob::default(), now).expect("queued");
-    let (theirs, _) = s
-        .queue_job(other.id, NewJob::default(), now)
-        .expect("queued");
+    let other = add_scale_set(&mut s, 1, "x86", now);
+    let mine = queue(&mut s, set, now);
+    let theirs = queue(&mut s, other.id, now);
     assert_eq!(
         s.acquire(set, &session, &[mine, theirs, 77, mine], now),
         Ok(vec![mine])
@@ -550,8 +507,7 @@ fn acquire_takes_only_this_scale_sets_available_jobs_and_is_idempotent() {
 #[test]
 fn an_assigned_job_nobody_starts_is_requeued_three_times_then_canceled() {
     let (mut s, t0, set, session) = with_scale_set();
-    let (id, _) = s.queue_job(set, NewJob::default(), t0).expect("queued");
-    s.acquire(set, &session, &[id], t0).expect("acquired");
+    let id = acquired_job(&mut s, set, &session, t0);
     drain(&mut s, set, &session, t0);
     assert_eq!(s.next_deadline(), Some(t0 + REQUEUE));
 
@@ -596,8 +552,7 @@ fn an_assigned_job_nobody_starts_is_requeued_three_times_then_canceled() {
 #[test]
 fn requeues_that_fell_due_while_nobody_looked_are_all_applied() {
     let (mut s, t0, set, session) = with_scale_set();
-    let (id, _) = s.queue_job(set, NewJob::default(), t0).expect("queued");
-    s.acquire(set, &session, &[id], t0).expect("acquired");
+    let id = acquired_job(&mut s, set, &session, t0);
     drain(&mut s, set, &session, t0);
     let late = t0 + REQUEUE * 10;
     s.advance(late);
@@ -616,8 +571,7 @@ fn requeues_that_fell_due_while_nobody_looked_are_all_applied() {
 #[test]
 fn a_started_job_is_not_requeued() {
     let (mut s, t0, set, session) = with_scale_set();
-    let (id, _) = s.queue_job(set, NewJob::default(), t0).expect("queued");
-    s.acquire(set, &session, &[id], t0).expect("acquired");
+    let id = acquired_job(&mut s, set, &session, t0);
     s.register_runner(1, set, "r1").expect("registered");
     s.start_job(id, "r1", t0 + Duration::from_secs(1))
         .expect("started");
@@ -668,18 +622,12 @@ fn polls_of_a_gone_session_fail() {
 fn at_most_fifty_job_events_per_message() {
     let (mut s, now, set, session) = with_scale_set();
     for _ in 0..60 {
-        s.queue_job(set, NewJob::default(), now).expect("queued");
+        queue(&mut s, set, now);
     }
-    let first = s
-        .poll(set, &session, 0, now)
-        .expect("poll")
-        .expect("message");
+    let first = poll_message(&mut s, set, &session, 0, now);
     assert_eq!(first.events.len(), 50);
     assert_eq!(first.statistics.total_available_jobs, 60);
-    let second = s
-        .poll(set, &session, first.message_id, now)
-        .expect("poll")
-        .expect("message");
+    let second = poll_message(&mut s, set, &session, first.message_id, now);
     assert_eq!(second.events.len(), 10);
     assert_eq!(second.message_id, first.message_id + 1);
 }
@@ -687,7 +635,7 @@ fn at_most_fifty_job_events_per_message() {
 #[test]
 fn deleting_a_scale_set_takes_its_runners_jobs_and_session_along() {
     let (mut s, now, set, session) = with_scale_set();
-    s.queue_job(set, NewJob::default(), now).expect("queued");
+    queue(&mut s, set, now);
     s.register_runner(1, set, "r1").expect("registered");
     s.delete_scale_set(None, set).expect("deleted");
     let snapshot = s.snapshot();
@@ -713,7 +661,7 @@ fn reads_do_not_change_the_revision_but_events_do() {
     s.statistics(set);
     s.advance(now);
     assert_eq!(s.revision(), before);
-    s.queue_job(set, NewJob::default(), now).expect("queued");
+    queue(&mut s, set, now);
     assert!(s.revision() > before);
 }
 
@@ -722,10 +670,7 @@ fn wall_times_follow_the_monotonic_clock() {
     let (mut s, t0, set, session) = with_scale_set();
     s.queue_job(set, NewJob::default(), t0 + Duration::from_secs(90))
         .expect("queued");
-    let d = s
-        .poll(set, &session, 0, t0)
-        .expect("poll")
-        .expect("message");
+    let d = poll_message(&mut s, set, &session, 0, t0);
     assert_eq!(
         d.events[0].job.queue_time,
         DateTime::UNIX_EPOCH + TimeDelta::seconds(90)
