@@ -14,8 +14,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    client_options, client_with, example_app, fake_options, next_message, pat_client, scale_set,
-    start_fake, start_fake_with,
+    Connected, assert_requests, client_options, client_with, connected, example_app, fake_options,
+    next_message, pat_client, scale_set, start_fake, start_fake_with,
 };
 use runway_controller::github::wire::{Label, RunnerScaleSetRequest, RunnerScaleSetStatistic};
 use runway_controller::github::{AppIdentifier, DEFAULT_RUNNER_GROUP_ID, Error};
@@ -84,9 +84,14 @@ async fn a_pat_reaches_the_service_without_an_installation_token() {
     let left = connection.expires_at - chrono::Utc::now();
     assert!(left > chrono::TimeDelta::minutes(55), "{left}");
     scale_set(&client, "pat").await;
-    assert_eq!(fake.request_count(Endpoint::InstallationToken), 0);
-    assert_eq!(fake.request_count(Endpoint::RegistrationToken), 1);
-    assert_eq!(fake.request_count(Endpoint::RunnerRegistration), 1);
+    assert_requests(
+        &fake,
+        &[
+            (Endpoint::InstallationToken, 0),
+            (Endpoint::RegistrationToken, 1),
+            (Endpoint::RunnerRegistration, 1),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,22 +245,21 @@ async fn scale_sets_are_created_found_updated_and_deleted() {
     client.delete_scale_set(created.id).await.unwrap();
     assert!(fake.snapshot().scale_sets.is_empty());
     assert_eq!(client.scale_set_by_name(1, "linux-v2").await.unwrap(), None);
-    for (endpoint, count) in [
-        (Endpoint::CreateScaleSet, 1),
-        (Endpoint::UpdateScaleSet, 1),
-        (Endpoint::DeleteScaleSet, 1),
-        (Endpoint::ScaleSetById, 1),
-        (Endpoint::ScaleSetByName, 5),
-    ] {
-        assert_eq!(fake.request_count(endpoint), count, "{endpoint:?}");
-    }
+    assert_requests(
+        &fake,
+        &[
+            (Endpoint::CreateScaleSet, 1),
+            (Endpoint::UpdateScaleSet, 1),
+            (Endpoint::DeleteScaleSet, 1),
+            (Endpoint::ScaleSetById, 1),
+            (Endpoint::ScaleSetByName, 5),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jit_configs_register_runners_that_are_found_and_removed() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "jit").await;
+    let Connected { fake, client, set } = connected("jit").await;
 
     let jit = client
         .generate_jit_config(set.id, "jit-runner-1", "_work")
@@ -294,21 +298,20 @@ async fn jit_configs_register_runners_that_are_found_and_removed() {
     client.remove_runner(jit.runner.id).await.unwrap();
     assert!(fake.snapshot().runners.is_empty());
     assert_eq!(client.runner(jit.runner.id).await.unwrap(), None);
-    for (endpoint, count) in [
-        (Endpoint::GenerateJitConfig, 1),
-        (Endpoint::GetRunner, 3),
-        (Endpoint::GetRunnerByName, 2),
-        (Endpoint::RemoveRunner, 1),
-    ] {
-        assert_eq!(fake.request_count(endpoint), count, "{endpoint:?}");
-    }
+    assert_requests(
+        &fake,
+        &[
+            (Endpoint::GenerateJitConfig, 1),
+            (Endpoint::GetRunner, 3),
+            (Endpoint::GetRunnerByName, 2),
+            (Endpoint::RemoveRunner, 1),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_created_refreshed_and_deleted() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "sessions").await;
+    let Connected { fake, client, set } = connected("sessions").await;
 
     let session = client.create_session(set.id, "runway-test").await.unwrap();
     assert!(!session.session_id.is_empty());

@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    Secrets, client_options, client_with, fake_options, fault, next_message, pat_client, scale_set,
-    start_fake, start_fake_with,
+    Connected, Listening, Secrets, assert_exception, client_options, client_with, connected,
+    fake_options, fault, listening, next_message, scale_set, start_fake, start_fake_with,
 };
 use runway_controller::github::wire::RunnerScaleSetRequest;
 use runway_controller::github::{AppIdentifier, Credentials, Error, Secret};
@@ -18,17 +18,13 @@ use runway_sandbox::github::{Endpoint, FakeApp, FakeOptions, NewJob};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_session_is_a_conflict() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "conflict").await;
+    let Connected { fake, client, set } = connected("conflict").await;
     let session = client.create_session(set.id, "first").await.unwrap();
-    let mut secrets = Secrets::of(&client).await;
-    secrets.add_session(&session);
+    let secrets = Secrets::of_session(&client, &session).await;
 
     let error = client.create_session(set.id, "second").await.unwrap_err();
-    assert!(matches!(error, Error::SessionConflict { .. }), "{error:?}");
+    assert_exception(&error, "session_conflict", &secrets);
     assert_eq!(error.status(), None, "a named exception, not a bare status");
-    secrets.assert_hidden_in(&error);
     assert_eq!(
         fake.request_count(Endpoint::CreateSession),
         2,
@@ -39,10 +35,12 @@ async fn a_second_session_is_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_queue_token_refreshes_the_session_once() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "queue-token").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = listening("queue-token").await;
     let original = session.message_queue_access_token.clone();
     let job = fake.queue_job(set.id, NewJob::default());
 
@@ -82,20 +80,20 @@ async fn an_expired_queue_token_refreshes_the_session_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_session_is_session_expired() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "ended").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
-    let mut secrets = Secrets::of(&client).await;
-    secrets.add_session(&session);
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = listening("ended").await;
+    let secrets = Secrets::of_session(&client, &session).await;
 
     fake.expire_sessions();
     let error = client
         .get_message(set.id, &mut session, 0, 10)
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::SessionExpired { .. }), "{error:?}");
-    secrets.assert_hidden_in(&error);
+    assert_exception(&error, "session_expired", &secrets);
     assert_eq!(
         fake.counters()["RefreshSession"],
         1,
@@ -108,12 +106,13 @@ async fn an_ended_session_is_session_expired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_scale_set_is_scale_set_not_found_everywhere() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "doomed").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
-    let mut secrets = Secrets::of(&client).await;
-    secrets.add_session(&session);
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = listening("doomed").await;
+    let secrets = Secrets::of_session(&client, &session).await;
 
     fake.delete_scale_set(set.id);
     let mut errors = vec![
@@ -140,9 +139,7 @@ async fn a_deleted_scale_set_is_scale_set_not_found_everywhere() {
         client.delete_scale_set(set.id).await.unwrap_err(),
     ];
     for error in errors.drain(..) {
-        assert!(matches!(error, Error::ScaleSetNotFound { .. }), "{error:?}");
-        assert_eq!(error.metric_label(), "scale_set_not_found");
-        secrets.assert_hidden_in(&error);
+        assert_exception(&error, "scale_set_not_found", &secrets);
     }
     assert_eq!(client.scale_set_by_name(1, "doomed").await.unwrap(), None);
     // Re-created, as PROTOCOL.md says to.
@@ -155,9 +152,7 @@ async fn a_deleted_scale_set_is_scale_set_not_found_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_runner_name_is_agent_exists_and_can_be_reclaimed() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "names").await;
+    let Connected { fake, client, set } = connected("names").await;
     let first = client
         .generate_jit_config(set.id, "runner-a", "_work")
         .await
@@ -169,8 +164,7 @@ async fn a_taken_runner_name_is_agent_exists_and_can_be_reclaimed() {
         .generate_jit_config(set.id, "RUNNER-A", "_work")
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::AgentExists { .. }), "{error:?}");
-    secrets.assert_hidden_in(&error);
+    assert_exception(&error, "agent_exists", &secrets);
     assert_eq!(fake.request_count(Endpoint::GenerateJitConfig), 2);
 
     // PROTOCOL.md section 5.3: look it up; same scale set -> remove, retry.
@@ -197,10 +191,12 @@ async fn a_taken_runner_name_is_agent_exists_and_can_be_reclaimed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_runner_is_job_still_running_and_a_gone_one_agent_not_found() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "busy").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = listening("busy").await;
     let job = fake.queue_job(set.id, NewJob::default());
     next_message(&client, set.id, &mut session, 0).await;
     client
@@ -213,13 +209,11 @@ async fn a_busy_runner_is_job_still_running_and_a_gone_one_agent_not_found() {
         .unwrap();
     fake.start_job(job.runner_request_id, "busy-runner")
         .unwrap();
-    let mut secrets = Secrets::of(&client).await;
-    secrets.add_session(&session);
+    let mut secrets = Secrets::of_session(&client, &session).await;
     secrets.add_secret("JIT config", &jit.encoded_jit_config);
 
     let error = client.remove_runner(jit.runner.id).await.unwrap_err();
-    assert!(matches!(error, Error::JobStillRunning { .. }), "{error:?}");
-    secrets.assert_hidden_in(&error);
+    assert_exception(&error, "job_still_running", &secrets);
     assert_eq!(
         fake.request_count(Endpoint::RemoveRunner),
         1,
@@ -231,28 +225,22 @@ async fn a_busy_runner_is_job_still_running_and_a_gone_one_agent_not_found() {
     fake.complete_job(job.runner_request_id, "succeeded")
         .unwrap();
     let error = client.remove_runner(jit.runner.id).await.unwrap_err();
-    assert!(matches!(error, Error::AgentNotFound { .. }), "{error:?}");
-    secrets.assert_hidden_in(&error);
+    assert_exception(&error, "agent_not_found", &secrets);
     assert_eq!(client.runner(jit.runner.id).await.unwrap(), None);
     assert_eq!(client.runner_by_name("busy-runner").await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_admin_token_makes_the_client_register_again() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "admin").await;
+    let Connected { fake, client, set } = connected("admin").await;
     let secrets = Secrets::of(&client).await;
     let old = client.auth().actions_connection().await.unwrap().token;
 
     fake.expire_admin_tokens();
     // The call the service refused fails and drops the admin token ...
     let error = client.scale_set(set.id).await.unwrap_err();
-    assert!(
-        matches!(error, Error::Unauthorized { status: 401, .. }),
-        "{error:?}"
-    );
-    secrets.assert_hidden_in(&error);
+    assert_exception(&error, "unauthorized", &secrets);
+    assert_eq!(error.status(), Some(401));
     // ... the next one registers again and goes through.
     client.scale_set(set.id).await.unwrap();
     assert_eq!(fake.request_count(Endpoint::RunnerRegistration), 2);
@@ -383,8 +371,7 @@ async fn byte_order_marks_on_every_response_decode() {
         .generate_jit_config(set.id, "bom-runner", "_work")
         .await
         .unwrap();
-    let mut secrets = Secrets::of(&client).await;
-    secrets.add_session(&session);
+    let mut secrets = Secrets::of_session(&client, &session).await;
     secrets.add_secret("JIT config", &jit.encoded_jit_config);
     assert_eq!(
         client.runner(jit.runner.id).await.unwrap(),
@@ -399,11 +386,9 @@ async fn byte_order_marks_on_every_response_decode() {
         .generate_jit_config(set.id, "bom-runner", "_work")
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::AgentExists { .. }), "{error:?}");
-    secrets.assert_hidden_in(&error);
+    assert_exception(&error, "agent_exists", &secrets);
     let error = client.create_session(set.id, "bom").await.unwrap_err();
-    assert!(matches!(error, Error::SessionConflict { .. }), "{error:?}");
-    secrets.assert_hidden_in(&error);
+    assert_exception(&error, "session_conflict", &secrets);
     client.remove_runner(jit.runner.id).await.unwrap();
     client
         .delete_session(set.id, &session.session_id)

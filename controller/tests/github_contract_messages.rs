@@ -9,8 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    LONG_POLL, fake_options, messages_until, next_message, pat_client, scale_set, start_fake,
-    start_fake_with,
+    LONG_POLL, Listening, fake_options, listening, messages_until, next_message, start_fake_with,
 };
 use runway_controller::github::ScaleSetMessage;
 use runway_controller::github::wire::{JobMessage, RunnerScaleSetStatistic};
@@ -24,10 +23,12 @@ fn happened(time: Option<chrono::DateTime<chrono::Utc>>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_poll_is_none_after_the_long_poll() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "quiet").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = listening("quiet").await;
 
     let started = Instant::now();
     let polled = client
@@ -45,10 +46,12 @@ async fn an_empty_poll_is_none_after_the_long_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_redelivered_until_acknowledged() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "redeliver").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = listening("redeliver").await;
 
     let first = fake.queue_job(set.id, NewJob::default());
     let message = next_message(&client, set.id, &mut session, 0).await;
@@ -86,10 +89,12 @@ async fn messages_are_redelivered_until_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_carries_at_most_fifty_jobs_and_all_are_acquired() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "batches").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = listening("batches").await;
     let queued: Vec<i64> = (0..120)
         .map(|_| fake.queue_job(set.id, NewJob::default()).runner_request_id)
         .collect();
@@ -128,9 +133,12 @@ async fn a_job_no_runner_takes_is_requeued() {
         ..fake_options()
     })
     .await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "requeue").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = Listening::on(fake, "requeue").await;
     let job = fake.queue_job(set.id, NewJob::default());
     let mut last = 0;
     messages_until(&client, set.id, &mut session, &mut last, |seen| {
@@ -185,10 +193,12 @@ fn statistics_of(message: &ScaleSetMessage) -> RunnerScaleSetStatistic {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_flows_from_available_to_completed() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "flow").await;
-    let mut session = client.create_session(set.id, "runway-test").await.unwrap();
+    let Listening {
+        fake,
+        client,
+        set,
+        mut session,
+    } = listening("flow").await;
     let job = fake.queue_job(set.id, NewJob::default());
     let id = job.runner_request_id;
 

@@ -15,8 +15,11 @@ use tokio::task::JoinSet;
 const RUNNERS: usize = 500;
 const PER_SECOND: u32 = 200;
 const BURST: u32 = 20;
-/// Allowed arrival jitter at the window edges.
-const JITTER_MS: u32 = 20;
+/// Allowed arrival jitter at the window edges: on a loaded 2-core machine a
+/// request that waits for a core arrives late and bunches with later ones.
+/// An unpaced burst lands all 500 within well under a second, so 100 ms
+/// still tells a limiter from none.
+const JITTER_MS: u32 = 100;
 
 /// The most requests that arrived within any window of `width`.
 fn max_in_window(times: &[Instant], width: Duration) -> usize {
@@ -88,7 +91,7 @@ async fn a_burst_of_jit_configs_stays_within_the_client_rate_limit() {
     // sustained rate (the limiter itself allows 20 + 199 in a half-open
     // second), give or take arrival jitter: a timer that wakes late or a
     // request that waits for one of the 2 cores moves a few arrivals across
-    // a window edge. 20 ms of jitter at 200/s is 4 requests.
+    // a window edge. 100 ms of jitter at 200/s is 20 requests.
     let jitter = (PER_SECOND * JITTER_MS / 1000) as usize;
     assert!(
         busiest <= (PER_SECOND + BURST) as usize + jitter,
@@ -100,7 +103,8 @@ async fn a_burst_of_jit_configs_stays_within_the_client_rate_limit() {
         span >= paced - Duration::from_millis(50),
         "the burst took only {span:?}"
     );
-    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    // Generous: only a hang or a retry storm takes this long.
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
 
     registered.sort();
     registered.dedup();

@@ -8,7 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Secrets, client_options, client_with, fault, pat_client, scale_set, start_fake};
+use common::{
+    Connected, Secrets, client_options, client_with, connected, fault, pat_client, scale_set,
+    start_fake,
+};
 use runway_controller::github::{ActionsClient, Error, RetryPolicy};
 use runway_sandbox::github::{Endpoint, FakeGitHub, Fault};
 
@@ -98,9 +101,7 @@ async fn a_retry_after_beyond_the_cap_is_returned_not_slept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_until_the_tries_run_out() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "flaky").await;
+    let Connected { fake, client, set } = connected("flaky").await;
     let secrets = Secrets::of(&client).await;
 
     // 503 twice, then the real answer: three requests, one success.
@@ -127,9 +128,7 @@ async fn server_errors_are_retried_until_the_tries_run_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_implemented_and_client_errors_are_not_retried() {
-    let fake = start_fake().await;
-    let client = pat_client(&fake, "my-org");
-    let set = scale_set(&client, "final").await;
+    let Connected { fake, client, set } = connected("final").await;
     let secrets = Secrets::of(&client).await;
 
     for status in [501, 400, 401, 403, 404, 409, 422] {

@@ -3,28 +3,24 @@
 //! itself (poll, acknowledge, acquire) is in [`queue`](super::queue).
 //!
 //! Every call goes to `<actions url>/<path>?api-version=6.0-preview` with the
-//! admin token from [`GitHubAuth`], through the shared [`Transport`] and the
-//! retry policy. A 401 drops the cached admin token so the next call
-//! connects again.
+//! admin token from [`GitHubAuth`], by the one request path in
+//! [`request`](super::request): the shared [`Transport`], the retry policy,
+//! and a 401 drops the cached admin token so the next call connects again.
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request};
-use octocrab::OctoBody;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use http::Method;
 use url::Url;
 
 use super::auth::{Credentials, GitHubAuth};
 use super::config::GitHubConfig;
 use super::error::Error;
 use super::ratelimit::HostRateLimiter;
-use super::retry::{self, RetryPolicy};
-use super::secret::Secret;
-use super::transport::{HttpResponse, Transport, TransportOptions};
+use super::retry::RetryPolicy;
+use super::transport::{Transport, TransportOptions};
 use super::wire::{
     JitConfig, JitConfigRequest, Label, List, RunnerGroup, RunnerReference, RunnerScaleSet,
-    RunnerScaleSetRequest, RunnerScaleSetSession, RunnerSetting, SessionRequest, strip_bom,
+    RunnerScaleSetRequest, RunnerScaleSetSession, RunnerSetting, SessionRequest,
 };
 
 pub const API_VERSION: &str = "6.0-preview";
@@ -130,27 +126,17 @@ impl ActionsClient {
 
     pub async fn runner_group_by_name(&self, name: &str) -> Result<RunnerGroup, Error> {
         let operation = format!("look up runner group {name:?}");
-        let list: List<RunnerGroup> = self
-            .call(
-                &operation,
-                Method::GET,
-                "_apis/runtime/runnergroups/",
-                &[("groupName", name)],
-                None::<&()>,
-            )
+        let list = self
+            .call(&operation, Method::GET, "_apis/runtime/runnergroups/")
+            .query(&[("groupName", name)])
+            .fetch()
             .await?;
-        let mut groups = list.value.into_iter();
-        match (groups.next(), groups.next()) {
-            (Some(group), None) => Ok(group),
-            (None, _) => Err(Error::protocol(
+        at_most_one(&operation, list, "runner group")?.ok_or_else(|| {
+            Error::protocol(
                 &operation,
                 "no runner group has this name; create it in GitHub or fix runnerGroup",
-            )),
-            (Some(_), Some(_)) => Err(Error::protocol(
-                &operation,
-                "more than one runner group has this name",
-            )),
-        }
+            )
+        })
     }
 
     /// `None` if the group has no scale set of that name.
@@ -161,45 +147,29 @@ impl ActionsClient {
     ) -> Result<Option<RunnerScaleSet>, Error> {
         let operation = format!("look up scale set {name:?} in runner group {runner_group_id}");
         let group = runner_group_id.to_string();
-        let list: List<RunnerScaleSet> = self
-            .call(
-                &operation,
-                Method::GET,
-                SCALE_SETS,
-                &[("runnerGroupId", &group), ("name", name)],
-                None::<&()>,
-            )
+        let list = self
+            .call(&operation, Method::GET, SCALE_SETS)
+            .query(&[("runnerGroupId", &group), ("name", name)])
+            .fetch()
             .await?;
-        let mut sets = list.value.into_iter();
-        match (sets.next(), sets.next()) {
-            (set, None) => Ok(set),
-            (_, Some(_)) => Err(Error::protocol(
-                &operation,
-                "more than one scale set has this name",
-            )),
-        }
+        at_most_one(&operation, list, "scale set")
     }
 
     /// A deleted scale set is [`Error::ScaleSetNotFound`], whether the service
     /// names the exception or answers a bare 404.
     pub async fn scale_set(&self, id: i64) -> Result<RunnerScaleSet, Error> {
         let operation = format!("get scale set {id}");
-        self.call(
-            &operation,
-            Method::GET,
-            &format!("{SCALE_SETS}/{id}"),
-            &[],
-            None::<&()>,
-        )
-        .await
-        .map_err(|e| match e {
-            Error::Status {
-                status: 404,
-                message,
-                operation,
-            } => Error::ScaleSetNotFound { operation, message },
-            other => other,
-        })
+        self.call(&operation, Method::GET, format!("{SCALE_SETS}/{id}"))
+            .fetch()
+            .await
+            .map_err(|e| match e {
+                Error::Status {
+                    status: 404,
+                    message,
+                    operation,
+                } => Error::ScaleSetNotFound { operation, message },
+                other => other,
+            })
     }
 
     /// Creates a scale set whose labels are its name plus `extra_labels`, with
@@ -226,7 +196,9 @@ impl ActionsClient {
                 disable_update: true,
             }),
         };
-        self.call(&operation, Method::POST, SCALE_SETS, &[], Some(&body))
+        self.call(&operation, Method::POST, SCALE_SETS)
+            .json(&body)
+            .fetch()
             .await
     }
 
@@ -237,25 +209,17 @@ impl ActionsClient {
         patch: &RunnerScaleSetRequest,
     ) -> Result<RunnerScaleSet, Error> {
         let operation = format!("update scale set {id}");
-        self.call(
-            &operation,
-            Method::PATCH,
-            &format!("{SCALE_SETS}/{id}"),
-            &[],
-            Some(patch),
-        )
-        .await
+        self.call(&operation, Method::PATCH, format!("{SCALE_SETS}/{id}"))
+            .json(patch)
+            .fetch()
+            .await
     }
 
     pub async fn delete_scale_set(&self, id: i64) -> Result<(), Error> {
         let operation = format!("delete scale set {id}");
-        self.call_no_content(
-            &operation,
-            Method::DELETE,
-            &format!("{SCALE_SETS}/{id}"),
-            None::<&()>,
-        )
-        .await
+        self.call(&operation, Method::DELETE, format!("{SCALE_SETS}/{id}"))
+            .no_content()
+            .await
     }
 
     /// Registers a runner and returns its one-time JIT config.
@@ -272,23 +236,19 @@ impl ActionsClient {
             work_folder: work_folder.to_owned(),
         };
         let path = format!("{SCALE_SETS}/{scale_set_id}/generatejitconfig");
-        let response = self
-            .send(&operation, Method::POST, &path, &[], Some(&body), None)
-            .await?;
-        decode(&operation, &response, true)
+        self.call(&operation, Method::POST, path)
+            .json(&body)
+            .sensitive()
+            .fetch()
+            .await
     }
 
     /// `None` if no runner has this id.
     pub async fn runner(&self, runner_id: i64) -> Result<Option<RunnerReference>, Error> {
         let operation = format!("get runner {runner_id}");
         match self
-            .call(
-                &operation,
-                Method::GET,
-                &format!("{AGENTS}/{runner_id}"),
-                &[],
-                None::<&()>,
-            )
+            .call(&operation, Method::GET, format!("{AGENTS}/{runner_id}"))
+            .fetch()
             .await
         {
             Ok(runner) => Ok(Some(runner)),
@@ -300,35 +260,20 @@ impl ActionsClient {
     /// `None` if no runner has this name.
     pub async fn runner_by_name(&self, name: &str) -> Result<Option<RunnerReference>, Error> {
         let operation = format!("look up runner {name:?}");
-        let list: List<RunnerReference> = self
-            .call(
-                &operation,
-                Method::GET,
-                AGENTS,
-                &[("agentName", name)],
-                None::<&()>,
-            )
+        let list = self
+            .call(&operation, Method::GET, AGENTS)
+            .query(&[("agentName", name)])
+            .fetch()
             .await?;
-        let mut runners = list.value.into_iter();
-        match (runners.next(), runners.next()) {
-            (runner, None) => Ok(runner),
-            (_, Some(_)) => Err(Error::protocol(
-                &operation,
-                "more than one runner has this name",
-            )),
-        }
+        at_most_one(&operation, list, "runner")
     }
 
     /// [`Error::JobStillRunning`] while the runner is busy.
     pub async fn remove_runner(&self, runner_id: i64) -> Result<(), Error> {
         let operation = format!("remove runner {runner_id}");
-        self.call_no_content(
-            &operation,
-            Method::DELETE,
-            &format!("{AGENTS}/{runner_id}"),
-            None::<&()>,
-        )
-        .await
+        self.call(&operation, Method::DELETE, format!("{AGENTS}/{runner_id}"))
+            .no_content()
+            .await
     }
 
     /// [`Error::SessionConflict`] if another session is active.
@@ -343,10 +288,11 @@ impl ActionsClient {
             owner_name: owner.to_owned(),
         };
         let path = format!("{SCALE_SETS}/{scale_set_id}/sessions");
-        let response = self
-            .send(&operation, Method::POST, &path, &[], Some(&body), None)
-            .await?;
-        decode(&operation, &response, true)
+        self.call(&operation, Method::POST, path)
+            .json(&body)
+            .sensitive()
+            .fetch()
+            .await
     }
 
     /// The same session with a new queue token; also how a restarted
@@ -358,112 +304,32 @@ impl ActionsClient {
     ) -> Result<RunnerScaleSetSession, Error> {
         let operation = format!("refresh message session {session_id} of scale set {scale_set_id}");
         let path = format!("{SCALE_SETS}/{scale_set_id}/sessions/{session_id}");
-        let response = self
-            .send(&operation, Method::PATCH, &path, &[], None::<&()>, None)
-            .await?;
-        decode(&operation, &response, true)
+        self.call(&operation, Method::PATCH, path)
+            .sensitive()
+            .fetch()
+            .await
     }
 
     pub async fn delete_session(&self, scale_set_id: i64, session_id: &str) -> Result<(), Error> {
         let operation = format!("delete message session {session_id} of scale set {scale_set_id}");
         let path = format!("{SCALE_SETS}/{scale_set_id}/sessions/{session_id}");
-        self.call_no_content(&operation, Method::DELETE, &path, None::<&()>)
+        self.call(&operation, Method::DELETE, path)
+            .no_content()
             .await
     }
-
-    async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
-        &self,
-        operation: &str,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&B>,
-    ) -> Result<T, Error> {
-        let response = self
-            .send(operation, method, path, query, body, None)
-            .await?;
-        decode(operation, &response, false)
-    }
-
-    async fn call_no_content<B: Serialize + ?Sized>(
-        &self,
-        operation: &str,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<(), Error> {
-        let response = self.send(operation, method, path, &[], body, None).await?;
-        if response.status.is_success() {
-            Ok(())
-        } else {
-            Err(Error::from_response(operation, &response))
-        }
-    }
-
-    /// One call to the service with retries. `token` replaces the admin
-    /// token (acquire jobs carries the queue token).
-    pub(super) async fn send<B: Serialize + ?Sized>(
-        &self,
-        operation: &str,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&B>,
-        token: Option<&Secret>,
-    ) -> Result<HttpResponse, Error> {
-        let connection = self.inner.auth.actions_connection().await?;
-        let url = service_url(&connection.url, path, query);
-        let body = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| Error::protocol(operation, format!("encoding the request failed: {e}")))?;
-        let authorization = bearer(operation, token.unwrap_or(&connection.token))?;
-        let (url, body, authorization) = (&url, &body, &authorization);
-        let response = retry::run(&self.inner.retry, operation, || {
-            let request = Request::builder()
-                .method(method.clone())
-                .uri(url.as_str())
-                .header(http::header::AUTHORIZATION, authorization.clone())
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(
-                    body.clone()
-                        .map(OctoBody::from)
-                        .unwrap_or_else(OctoBody::empty),
-                );
-            async move {
-                let request = request.map_err(|e| {
-                    Error::protocol(operation, format!("building the request failed: {e}"))
-                })?;
-                self.inner.transport.send(operation, request).await
-            }
-        })
-        .await?;
-        if response.status == http::StatusCode::UNAUTHORIZED && token.is_none() {
-            self.inner.auth.invalidate_actions_connection().await;
-        }
-        Ok(response)
-    }
 }
 
-pub(super) fn bearer(operation: &str, token: &Secret) -> Result<HeaderValue, Error> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        .map_err(|_| Error::protocol(operation, "the token is not a valid header value"))?;
-    value.set_sensitive(true);
-    Ok(value)
-}
-
-/// Decodes a 2xx body or maps the error. `sensitive` bodies (sessions, JIT
-/// configs) keep serde's quoting out of error messages.
-pub(super) fn decode<T: DeserializeOwned>(
-    operation: &str,
-    response: &HttpResponse,
-    sensitive: bool,
-) -> Result<T, Error> {
-    if !response.status.is_success() {
-        return Err(Error::from_response(operation, response));
+/// The only item of a lookup by name, `None` if there is none; more than one
+/// is a protocol error (names are unique within their scope).
+fn at_most_one<T>(operation: &str, list: List<T>, what: &str) -> Result<Option<T>, Error> {
+    let mut items = list.value.into_iter();
+    match (items.next(), items.next()) {
+        (item, None) => Ok(item),
+        (_, Some(_)) => Err(Error::protocol(
+            operation,
+            format!("more than one {what} has this name"),
+        )),
     }
-    serde_json::from_slice(strip_bom(&response.body))
-        .map_err(|e| Error::decode(operation, &e, sensitive))
 }
 
 /// `<actions url>/<path>?api-version=6.0-preview&<query>`. The Actions URL

@@ -25,7 +25,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use http::{HeaderValue, Method};
 use octocrab::Octocrab;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use url::Url;
 
@@ -34,13 +33,13 @@ pub use credentials::{
     PRIVATE_KEY_KEY, TOKEN_KEY,
 };
 
-use super::actions::bearer;
 use super::config::GitHubConfig;
 use super::error::Error;
+use super::request::{bearer, decode};
 use super::retry::{self, RetryPolicy};
 use super::secret::Secret;
 use super::transport::{self, HttpResponse, Transport};
-use super::wire::{ActionsServiceConnection, ExpiringToken, RunnerRegistrationRequest, strip_bom};
+use super::wire::{ActionsServiceConnection, ExpiringToken, RunnerRegistrationRequest};
 
 /// Tokens are replaced once they expire within this margin.
 const REFRESH_MARGIN: TimeDelta = TimeDelta::seconds(60);
@@ -132,7 +131,7 @@ impl GitHubAuth {
                         &self.retry,
                     )
                     .await?;
-                let token: ExpiringToken = success(&operation, &response)?;
+                let token: ExpiringToken = decode(&operation, &response, true)?;
                 Ok((token.token, token.expires_at))
             })
             .await
@@ -164,7 +163,7 @@ impl GitHubAuth {
                     // missing permission, which a new token does not fix.
                     self.installation_token.clear().await;
                 }
-                let token: ExpiringToken = success(&operation, &response)?;
+                let token: ExpiringToken = decode(&operation, &response, true)?;
                 Ok((token.token, token.expires_at))
             })
             .await
@@ -239,7 +238,7 @@ impl GitHubAuth {
             // The registration token may be the problem; do not reuse it.
             self.registration_token.clear().await;
         }
-        let connection: ActionsServiceConnection = success(&operation, &response)?;
+        let connection: ActionsServiceConnection = decode(&operation, &response, true)?;
         let url = connection.url.filter(|u| !u.is_empty());
         let token = connection.token.filter(|t| !t.is_empty());
         let (Some(url), Some(token)) = (url, token) else {
@@ -331,15 +330,6 @@ impl GitHubAuth {
         let crab = self.transport.octocrab(self.config.rest_base())?;
         Ok(self.octocrab.get_or_init(|| crab))
     }
-}
-
-/// Decodes a 2xx body (BOM stripped) or maps the error response.
-fn success<T: DeserializeOwned>(operation: &str, response: &HttpResponse) -> Result<T, Error> {
-    if !response.status.is_success() {
-        return Err(Error::from_response(operation, response));
-    }
-    serde_json::from_slice(strip_bom(&response.body))
-        .map_err(|e| Error::decode(operation, &e, true))
 }
 
 /// The `exp` claim of a JWT, read without verifying the signature: the

@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod queue;
 pub mod ratelimit;
+mod request;
 pub mod retry;
 pub mod secret;
 pub mod service;

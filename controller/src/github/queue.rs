@@ -3,13 +3,14 @@
 //! it has expired (401) the session is refreshed once (PATCH), the caller's
 //! copy updated, and the request repeated.
 
-use http::{HeaderValue, Method, Request, StatusCode};
-use octocrab::OctoBody;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use url::Url;
 
-use super::actions::{ActionsClient, bearer, decode};
+use super::actions::ActionsClient;
 use super::error::Error;
-use super::retry;
+use super::request::{decode, no_content};
+use super::secret::Secret;
 use super::transport::HttpResponse;
 use super::wire::{
     JobMessage, List, RunnerScaleSetMessage, RunnerScaleSetSession, RunnerScaleSetStatistic,
@@ -40,29 +41,23 @@ impl ActionsClient {
         let operation =
             format!("poll messages of scale set {scale_set_id} after message {last_message_id}");
         let url = poll_url(&operation, &session.message_queue_url, last_message_id)?;
+        let (operation, url) = (&operation, &url);
         let response = self
-            .with_queue_token(scale_set_id, session, |token| {
-                let url = url.clone();
-                let operation = operation.clone();
-                async move {
-                    let request = Request::builder()
-                        .method(Method::GET)
-                        .uri(url.as_str())
-                        .header(
-                            http::header::ACCEPT,
-                            "application/json; api-version=6.0-preview",
-                        )
-                        .header(http::header::AUTHORIZATION, token)
-                        .header("X-ScaleSetMaxCapacity", max_capacity.to_string())
-                        .body(OctoBody::empty());
-                    self.queue_send(&operation, request).await
-                }
+            .with_queue_token(scale_set_id, session, |token| async move {
+                self.queue_call(operation, Method::GET, url.clone(), token)
+                    .header(
+                        ACCEPT,
+                        HeaderValue::from_static("application/json; api-version=6.0-preview"),
+                    )
+                    .header(MAX_CAPACITY.clone(), HeaderValue::from(max_capacity))
+                    .send()
+                    .await
             })
             .await?;
         match response.status {
             StatusCode::ACCEPTED => Ok(None),
-            StatusCode::OK => decode_message(&operation, &response.body).map(Some),
-            _ => Err(Error::from_response(&operation, &response)),
+            StatusCode::OK => decode_message(operation, &response.body).map(Some),
+            _ => Err(Error::from_response(operation, &response)),
         }
     }
 
@@ -76,26 +71,16 @@ impl ActionsClient {
     ) -> Result<(), Error> {
         let operation = format!("acknowledge message {message_id} of scale set {scale_set_id}");
         let url = acknowledge_url(&operation, &session.message_queue_url, message_id)?;
+        let (operation, url) = (&operation, &url);
         let response = self
-            .with_queue_token(scale_set_id, session, |token| {
-                let url = url.clone();
-                let operation = operation.clone();
-                async move {
-                    let request = Request::builder()
-                        .method(Method::DELETE)
-                        .uri(url.as_str())
-                        .header(http::header::AUTHORIZATION, token)
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .body(OctoBody::empty());
-                    self.queue_send(&operation, request).await
-                }
+            .with_queue_token(scale_set_id, session, |token| async move {
+                self.queue_call(operation, Method::DELETE, url.clone(), token)
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .send()
+                    .await
             })
             .await?;
-        if response.status.is_success() {
-            Ok(())
-        } else {
-            Err(Error::from_response(&operation, &response))
-        }
+        no_content(operation, &response)
     }
 
     /// Claims jobs for this scale set; returns the ids actually acquired.
@@ -110,29 +95,18 @@ impl ActionsClient {
             runner_request_ids.len()
         );
         let path = format!("_apis/runtime/runnerscalesets/{scale_set_id}/acquirejobs");
-        let mut refreshed = false;
-        loop {
-            let token = session.message_queue_access_token.clone();
-            let response = self
-                .send(
-                    &operation,
-                    Method::POST,
-                    &path,
-                    &[],
-                    Some(runner_request_ids),
-                    Some(&token),
-                )
-                .await?;
-            if response.status == StatusCode::UNAUTHORIZED && !refreshed {
-                *session = self
-                    .refresh_session(scale_set_id, &session.session_id)
-                    .await?;
-                refreshed = true;
-                continue;
-            }
-            let acquired: List<i64> = decode(&operation, &response, false)?;
-            return Ok(acquired.value);
-        }
+        let (operation, path) = (&operation, &path);
+        let response = self
+            .with_queue_token(scale_set_id, session, |token| async move {
+                self.call(operation, Method::POST, path.as_str())
+                    .json(runner_request_ids)
+                    .token(token)
+                    .send()
+                    .await
+            })
+            .await?;
+        let acquired: List<i64> = decode(operation, &response, false)?;
+        Ok(acquired.value)
     }
 
     /// Runs `attempt` with the queue token; on 401 refreshes the session once
@@ -144,11 +118,10 @@ impl ActionsClient {
         attempt: F,
     ) -> Result<HttpResponse, Error>
     where
-        F: Fn(HeaderValue) -> Fut,
+        F: Fn(Secret) -> Fut,
         Fut: Future<Output = Result<HttpResponse, Error>>,
     {
-        let operation = "use the message queue token";
-        let response = attempt(bearer(operation, &session.message_queue_access_token)?).await?;
+        let response = attempt(session.message_queue_access_token.clone()).await?;
         if response.status != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -159,28 +132,13 @@ impl ActionsClient {
         *session = self
             .refresh_session(scale_set_id, &session.session_id)
             .await?;
-        attempt(bearer(operation, &session.message_queue_access_token)?).await
-    }
-
-    /// A queue request with the client's retry policy.
-    async fn queue_send(
-        &self,
-        operation: &str,
-        request: Result<Request<OctoBody>, http::Error>,
-    ) -> Result<HttpResponse, Error> {
-        let request = request
-            .map_err(|e| Error::protocol(operation, format!("building the request failed: {e}")))?;
-        let (parts, body) = request.into_parts();
-        let body = &body;
-        retry::run(&self.inner.retry, operation, || {
-            // Queue requests have empty bodies, which always clone.
-            let body = body.try_clone().unwrap_or_else(OctoBody::empty);
-            let request = Request::from_parts(parts.clone(), body);
-            self.inner.transport.send(operation, request)
-        })
-        .await
+        attempt(session.message_queue_access_token.clone()).await
     }
 }
+
+/// How many runners the listener may still start; the service sizes its
+/// answer by it.
+static MAX_CAPACITY: HeaderName = HeaderName::from_static("x-scalesetmaxcapacity");
 
 /// The poll URL: the queue URL plus `lastMessageId=N` when N > 0, keeping
 /// (and, for `lastMessageId`, replacing) whatever query the URL has.

@@ -20,7 +20,7 @@ use runway_controller::github::{
     ScaleSetMessage, Secret, TransportOptions,
 };
 use runway_sandbox::github::{
-    EXAMPLE_APP_PRIVATE_KEY_PEM, FakeApp, FakeGitHub, FakeOptions, Fault,
+    EXAMPLE_APP_PRIVATE_KEY_PEM, Endpoint, FakeApp, FakeGitHub, FakeOptions, Fault,
 };
 
 /// The PAT every fake accepts. Shaped like a real one, so that the client's
@@ -131,6 +131,71 @@ pub async fn scale_set(client: &ActionsClient, name: &str) -> RunnerScaleSet {
         .unwrap_or_else(|e| panic!("creating scale set {name}: {e}"))
 }
 
+/// A fake, a PAT client for `my-org`, and one scale set: where most tests
+/// start.
+pub struct Connected {
+    pub fake: FakeGitHub,
+    pub client: ActionsClient,
+    pub set: RunnerScaleSet,
+}
+
+/// A fresh fake with a scale set named `name`.
+pub async fn connected(name: &str) -> Connected {
+    Connected::on(start_fake().await, name).await
+}
+
+impl Connected {
+    /// On a fake the test started itself (other [`FakeOptions`]).
+    pub async fn on(fake: FakeGitHub, name: &str) -> Self {
+        let client = pat_client(&fake, "my-org");
+        let set = scale_set(&client, name).await;
+        Self { fake, client, set }
+    }
+}
+
+/// [`Connected`] plus a message session owned by `runway-test`.
+pub struct Listening {
+    pub fake: FakeGitHub,
+    pub client: ActionsClient,
+    pub set: RunnerScaleSet,
+    pub session: RunnerScaleSetSession,
+}
+
+/// A fresh fake with a scale set named `name` and a session on it.
+pub async fn listening(name: &str) -> Listening {
+    Listening::on(start_fake().await, name).await
+}
+
+impl Listening {
+    pub async fn on(fake: FakeGitHub, name: &str) -> Self {
+        let Connected { fake, client, set } = Connected::on(fake, name).await;
+        let session = client
+            .create_session(set.id, "runway-test")
+            .await
+            .unwrap_or_else(|e| panic!("creating a session for scale set {name}: {e}"));
+        Self {
+            fake,
+            client,
+            set,
+            session,
+        }
+    }
+}
+
+/// Panics unless each endpoint saw exactly its count of requests.
+pub fn assert_requests(fake: &FakeGitHub, expected: &[(Endpoint, u64)]) {
+    for &(endpoint, count) in expected {
+        assert_eq!(fake.request_count(endpoint), count, "{endpoint:?}");
+    }
+}
+
+/// Panics unless `error` is the variant with this
+/// [`metric_label`](Error::metric_label), or if it shows any of `secrets`.
+pub fn assert_exception(error: &Error, label: &str, secrets: &Secrets) {
+    assert_eq!(error.metric_label(), label, "{error:?}");
+    secrets.assert_hidden_in(error);
+}
+
 /// Polls until a message arrives (each poll is held [`LONG_POLL`] at most),
 /// failing after 5 s.
 pub async fn next_message(
@@ -202,6 +267,13 @@ impl Secrets {
     pub async fn of(client: &ActionsClient) -> Self {
         let mut secrets = Self::new();
         secrets.add_client_tokens(client).await;
+        secrets
+    }
+
+    /// [`Secrets::of`] plus the session's queue token.
+    pub async fn of_session(client: &ActionsClient, session: &RunnerScaleSetSession) -> Self {
+        let mut secrets = Self::of(client).await;
+        secrets.add_session(session);
         secrets
     }
 
