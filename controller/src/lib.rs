@@ -1,2 +1,5 @@
 #![forbid(unsafe_code)]
+pub mod crd;
 pub mod github;
+pub mod runner;
+pub mod scaler;

@@ -16,11 +16,17 @@ struct Cli {
 enum Command {
     /// Run the controller (the default).
     Run,
+    /// Print the RunnerScaleSet CustomResourceDefinition as YAML.
+    Crd,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => anyhow::bail!("the controller is not built yet; see the open issues"),
+        Command::Crd => {
+            print!("{}", runway_controller::crd::crd_yaml()?);
+            Ok(())
+        }
     }
 }
