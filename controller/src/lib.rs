@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 pub mod crd;
 pub mod github;
+pub mod listener;
 pub mod runner;
 pub mod scaler;
