@@ -4,13 +4,22 @@
 //! A runner is a Pod, not a custom resource: everything the controller needs
 //! to know about it lives in the pod's labels and annotations (names below).
 
+mod create;
+pub mod demand;
 mod dind;
+pub mod outcome;
 pub mod pod;
+pub mod reconcile;
+pub mod registry;
+pub mod state;
 
+pub use demand::Demand;
 pub use pod::{
     PodError, RunnerPod, SidecarSupport, busy_annotations, has_irsa, is_busy, is_outdated,
     jit_secret, jit_secret_name, mark_busy, template_hash,
 };
+pub use reconcile::{Context, Outcome, ReconcileError, Settings, reconcile_runners};
+pub use registry::RunnerRegistry;
 
 /// Label on everything Runway creates.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -1,0 +1,476 @@
+//! The runner reconciler of one scale set: one pass gathers the scale set's
+//! runner pods, asks [`scaler::plan`] what to do, and applies it.
+//!
+//! Invariants:
+//! - a runner is a Pod named after the runner, created before its JIT Secret
+//!   (owned by the pod, so garbage collection removes it with the pod); a
+//!   runner whose Secret cannot be made is taken apart again at once (pod
+//!   and registration), so no half-made runner is left;
+//! - a JIT config is used once: failed pods are replaced by new runners
+//!   (new name, new JIT config), never restarted;
+//! - a busy runner is never deleted by this reconciler, and a deleted pod's
+//!   finalizer stays until GitHub has removed its registration; a runner
+//!   still running a job keeps it (requeue), nothing is forced;
+//! - the Kubernetes writes per job are the four of the design (Pod create,
+//!   Secret create, Pod delete, finalizer removal), plus one patch when a
+//!   job starts (busy annotation); every write and GitHub call is counted in
+//!   the [`Outcome`].
+//!
+//! This file gathers, decides and removes runners; `create` makes new ones;
+//! `outcome` holds what a pass reports.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client};
+use serde::Serialize;
+
+use super::demand::Demand;
+pub use super::outcome::{
+    CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls, KubeWrites, Outcome,
+    ReconcileError, RunnerCondition,
+};
+use super::pod::{SidecarSupport, busy_annotations, is_busy};
+use super::registry::RunnerRegistry;
+use super::state::{Memory, has_registration_finalizer, pod_name, runner_id, runner_of, to_chrono};
+use super::{REGISTRATION_FINALIZER, SCALE_SET_LABEL};
+use crate::crd::RunnerScaleSet;
+use crate::github::Error as GitHubError;
+use crate::scaler::{self, DeleteReason, RunnerState, ScaleInput, ScalePolicy};
+
+/// Tunables of the reconciler; the defaults suit a real cluster.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policy: ScalePolicy,
+    pub sidecars: SidecarSupport,
+    /// First delay after a quota refusal; doubles per refusal up to the max.
+    pub quota_backoff_base: Duration,
+    pub quota_backoff_max: Duration,
+    /// How soon to look again at a runner whose deletion waits for its job.
+    pub busy_requeue: Duration,
+    /// How soon to try again after a per-runner error.
+    pub error_requeue: Duration,
+    /// Runners created at the same time (each is a JIT config, a Pod and a
+    /// Secret).
+    pub create_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            policy: ScalePolicy::default(),
+            sidecars: SidecarSupport::Plain,
+            quota_backoff_base: Duration::from_secs(5),
+            quota_backoff_max: Duration::from_secs(5 * 60),
+            busy_requeue: Duration::from_secs(15),
+            error_requeue: Duration::from_secs(5),
+            create_concurrency: 10,
+        }
+    }
+}
+
+/// What one scale set's reconciler works with, and what it remembers
+/// between passes.
+pub struct Context<R> {
+    pub kube: Client,
+    pub github: R,
+    pub settings: Settings,
+    pub(super) recorder: Recorder,
+    memory: Mutex<Memory>,
+}
+
+impl<R: RunnerRegistry> Context<R> {
+    pub fn new(kube: Client, github: R, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: "runway-controller".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(kube.clone(), reporter),
+            kube,
+            github,
+            settings,
+            memory: Mutex::new(Memory::default()),
+        }
+    }
+
+    /// Never held across an await.
+    pub(super) fn memory(&self) -> MutexGuard<'_, Memory> {
+        self.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn remembered(&self) -> Memory {
+        self.memory().clone()
+    }
+}
+
+/// One pass for one scale set. See the module comment.
+pub async fn reconcile_runners<R: RunnerRegistry>(
+    ctx: &Context<R>,
+    rss: &RunnerScaleSet,
+    demand: &Demand,
+) -> Result<Outcome, ReconcileError> {
+    let name = rss
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(ReconcileError::NotStored {
+            field: "metadata.name",
+        })?;
+    let namespace = rss
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(ReconcileError::NotStored {
+            field: "metadata.namespace",
+        })?;
+    let scale_set_id = rss
+        .status
+        .as_ref()
+        .and_then(|s| s.scale_set_id)
+        .ok_or_else(|| ReconcileError::NoScaleSetId {
+            namespace: namespace.into(),
+            name: name.into(),
+        })?;
+    let pass = Pass {
+        ctx,
+        rss,
+        name,
+        namespace,
+        scale_set_id,
+        pods: Api::namespaced(ctx.kube.clone(), namespace),
+    };
+
+    // Gather.
+    let selector = format!("{SCALE_SET_LABEL}={name}");
+    let pods = pass
+        .pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| ReconcileError::kube(format!("list pods {selector} in {namespace}"), e))?
+        .items;
+    let runners: Vec<_> = pods
+        .iter()
+        .map(|p| runner_of(p, &rss.spec, demand))
+        .collect();
+    let now = Utc::now();
+
+    // Decide.
+    let failures = {
+        let mut memory = ctx.memory();
+        let since = memory.failures.last_failure;
+        if pods.iter().any(|p| started_since(p, since)) {
+            memory.failures.record_success();
+        }
+        memory.failures
+    };
+    let min_runners = rss.spec.min_runners();
+    let input = ScaleInput {
+        min_runners,
+        max_runners: rss.spec.max_runners(),
+        // The listener sends `min(max, min + assigned)`; the scaler wants the
+        // assigned jobs back.
+        assigned_jobs: demand.desired.saturating_sub(min_runners),
+        runners,
+        failures,
+        now,
+    };
+    let plan = scaler::plan(&input, &ctx.settings.policy);
+    ctx.memory()
+        .failures
+        .record_failures(plan.startup_failures, now);
+
+    // Apply: leaving runners first (they free quota and `maxRunners`), then
+    // busy marks, then new runners.
+    let mut out = Outcome::default();
+    for (pod, runner) in pods.iter().zip(&input.runners) {
+        if runner.state != RunnerState::Finishing {
+            continue;
+        }
+        let result = if pod.metadata.deletion_timestamp.is_some() {
+            pass.release(pod, &mut out).await
+        } else {
+            // The listener saw its job complete.
+            pass.delete_and_release(pod, &mut out).await
+        };
+        pass.note(result, &mut out);
+    }
+    for deletion in &plan.delete {
+        let Some(pod) = pods.iter().find(|p| pod_name(p) == deletion.name) else {
+            continue;
+        };
+        let result = match deletion.reason {
+            // Dead: nothing can take a job any more.
+            DeleteReason::Failed => pass.delete_and_release(pod, &mut out).await,
+            // Alive and maybe taking a job right now: unregister first, and
+            // keep the pod if GitHub says it is busy after all.
+            DeleteReason::ScaleDown | DeleteReason::Outdated | DeleteReason::StuckPending => {
+                pass.retire(pod, &mut out).await
+            }
+        };
+        pass.note(result, &mut out);
+    }
+    for (pod, runner) in pods.iter().zip(&input.runners) {
+        if runner.state == RunnerState::Busy && !is_busy(pod) {
+            let result = pass.mark_busy(pod, &mut out).await;
+            pass.note(result, &mut out);
+        }
+    }
+    if plan.create > 0 {
+        let existing: Vec<&str> = pods.iter().map(pod_name).collect();
+        pass.create_runners(plan.create, &existing, now, &mut out)
+            .await?;
+    }
+
+    if let Some(at) = plan.requeue_at {
+        out.requeue_at(at, now);
+    }
+    out.plan = plan;
+    Ok(out)
+}
+
+/// A pod that reached Running after the last startup failure shows that
+/// runners start again.
+fn started_since(pod: &Pod, since: Option<DateTime<Utc>>) -> bool {
+    let Some(since) = since else {
+        return false;
+    };
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.start_time.as_ref())
+            .is_some_and(|t| to_chrono(t) > since)
+}
+
+pub(super) enum Unregistered {
+    Gone,
+    StillRunning,
+}
+
+/// One pass over one scale set.
+pub(super) struct Pass<'a, R> {
+    pub(super) ctx: &'a Context<R>,
+    pub(super) rss: &'a RunnerScaleSet,
+    pub(super) name: &'a str,
+    pub(super) namespace: &'a str,
+    pub(super) scale_set_id: i64,
+    pub(super) pods: Api<Pod>,
+}
+
+impl<R: RunnerRegistry> Pass<'_, R> {
+    pub(super) fn note(&self, result: Result<(), ReconcileError>, out: &mut Outcome) {
+        if let Err(error) = result {
+            tracing::warn!(scale_set = %self.name, namespace = %self.namespace, %error, "runner reconcile step failed");
+            out.errors.push(error);
+            out.requeue_in(self.ctx.settings.error_requeue);
+        }
+    }
+
+    /// The registration-removal half of a deletion: for a pod being deleted
+    /// that still holds our finalizer.
+    pub(super) async fn release(&self, pod: &Pod, out: &mut Outcome) -> Result<(), ReconcileError> {
+        if !has_registration_finalizer(pod) {
+            return Ok(());
+        }
+        match self.unregister_pod(pod, out).await? {
+            Unregistered::StillRunning => {
+                out.waiting_for_job.push(pod_name(pod).into());
+                out.requeue_in(self.ctx.settings.busy_requeue);
+                Ok(())
+            }
+            Unregistered::Gone => self.remove_finalizer(pod, out).await,
+        }
+    }
+
+    pub(super) async fn delete_and_release(
+        &self,
+        pod: &Pod,
+        out: &mut Outcome,
+    ) -> Result<(), ReconcileError> {
+        match self.delete(pod, out).await? {
+            Some(deleting) => self.release(&deleting, out).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Scale-down of a live runner: unregister, then delete; the finalizer
+    /// is released at once since the registration is already gone.
+    pub(super) async fn retire(&self, pod: &Pod, out: &mut Outcome) -> Result<(), ReconcileError> {
+        if let Unregistered::StillRunning = self.unregister_pod(pod, out).await? {
+            out.spared.push(pod_name(pod).into());
+            return Ok(());
+        }
+        match self.delete(pod, out).await? {
+            Some(deleting) => self.remove_finalizer(&deleting, out).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes a pod; the pod as it is now if it still exists (held by a
+    /// finalizer).
+    pub(super) async fn delete(
+        &self,
+        pod: &Pod,
+        out: &mut Outcome,
+    ) -> Result<Option<Pod>, ReconcileError> {
+        let name = pod_name(pod);
+        out.kube.pod_deletes += 1;
+        match self.pods.delete(name, &DeleteParams::default()).await {
+            Ok(deleted) => {
+                out.deleted.push(name.into());
+                Ok(deleted.left())
+            }
+            Err(e) if api_code(&e) == Some(404) => Ok(None),
+            Err(e) => Err(ReconcileError::kube(format!("delete runner pod {name}"), e)),
+        }
+    }
+
+    pub(super) async fn unregister_pod(
+        &self,
+        pod: &Pod,
+        out: &mut Outcome,
+    ) -> Result<Unregistered, ReconcileError> {
+        let id = match runner_id(pod) {
+            Some(id) => id,
+            None => {
+                let name = pod_name(pod);
+                out.github.runner_lookups += 1;
+                let found = self
+                    .ctx
+                    .github
+                    .runner_by_name(name)
+                    .await
+                    .map_err(|e| ReconcileError::github(format!("look up runner {name}"), e))?;
+                match found {
+                    Some(runner) if runner.runner_scale_set_id == self.scale_set_id => runner.id,
+                    _ => return Ok(Unregistered::Gone),
+                }
+            }
+        };
+        self.unregister(id, out).await
+    }
+
+    pub(super) async fn unregister(
+        &self,
+        id: i64,
+        out: &mut Outcome,
+    ) -> Result<Unregistered, ReconcileError> {
+        out.github.runner_removals += 1;
+        match self.ctx.github.remove_runner(id).await {
+            // Ephemeral runners are removed by the service when their job
+            // completes: already gone is the usual answer after a job.
+            Ok(())
+            | Err(GitHubError::AgentNotFound { .. } | GitHubError::Status { status: 404, .. }) => {
+                Ok(Unregistered::Gone)
+            }
+            Err(GitHubError::JobStillRunning { .. }) => Ok(Unregistered::StillRunning),
+            Err(e) => Err(ReconcileError::github(format!("remove runner {id}"), e)),
+        }
+    }
+
+    /// A JSON patch that removes exactly our finalizer, guarded by a test
+    /// of its position so that a concurrent change of the list fails the
+    /// patch instead of removing someone else's finalizer.
+    pub(super) async fn remove_finalizer(
+        &self,
+        pod: &Pod,
+        out: &mut Outcome,
+    ) -> Result<(), ReconcileError> {
+        let name = pod_name(pod);
+        let Some(index) = pod
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .position(|f| f == REGISTRATION_FINALIZER)
+        else {
+            return Ok(());
+        };
+        let path = format!("/metadata/finalizers/{index}");
+        let ops = [
+            JsonPatchOp {
+                op: "test",
+                path: &path,
+                value: Some(REGISTRATION_FINALIZER),
+            },
+            JsonPatchOp {
+                op: "remove",
+                path: &path,
+                value: None,
+            },
+        ];
+        let patch = serde_json::to_value(ops)
+            .and_then(serde_json::from_value)
+            .map_err(|e| {
+                ReconcileError::kube(
+                    format!("build the finalizer patch of {name}"),
+                    kube::Error::SerdeError(e),
+                )
+            })?;
+        out.kube.finalizer_removals += 1;
+        match self
+            .pods
+            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+        {
+            Ok(_) => {
+                out.released.push(name.into());
+                Ok(())
+            }
+            Err(e) if api_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(ReconcileError::kube(
+                format!("remove finalizer {REGISTRATION_FINALIZER} from pod {name}"),
+                e,
+            )),
+        }
+    }
+
+    pub(super) async fn mark_busy(
+        &self,
+        pod: &Pod,
+        out: &mut Outcome,
+    ) -> Result<(), ReconcileError> {
+        let name = pod_name(pod);
+        let patch = Pod {
+            metadata: ObjectMeta {
+                annotations: Some(busy_annotations()),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        out.kube.busy_patches += 1;
+        match self
+            .pods
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                out.marked_busy.push(name.into());
+                Ok(())
+            }
+            Err(e) if api_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(ReconcileError::kube(format!("mark pod {name} busy"), e)),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonPatchOp<'a> {
+    op: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+}
+
+fn api_code(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
