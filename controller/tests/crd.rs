@@ -2,12 +2,9 @@
 //! it installs, objects round-trip through it, and the schema's validations
 //! are enforced by the server itself.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, PodSpec, PodTemplateSpec, ResourceRequirements,
 };
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -15,7 +12,7 @@ use runway_controller::crd::{
     self, ContainerMode, ContainerModeType, RunnerScaleSet, RunnerScaleSetSpec,
     RunnerScaleSetStatus,
 };
-use runway_sandbox::{TestNamespace, test_namespace, wait};
+use runway_sandbox::{TestNamespace, test_namespace};
 use tokio::sync::OnceCell;
 
 static CRD_INSTALLED: OnceCell<()> = OnceCell::const_new();
@@ -26,31 +23,9 @@ static CRD_INSTALLED: OnceCell<()> = OnceCell::const_new();
 async fn install_crd(client: &Client) {
     CRD_INSTALLED
         .get_or_init(|| async {
-            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-            let crd = crd::crd();
-            let name = crd.metadata.name.clone().unwrap();
-            crds.patch(
-                &name,
-                &PatchParams::apply("runway-controller-tests").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .expect("apply the RunnerScaleSet CRD");
-            wait::until("the CRD to be Established", Duration::from_secs(60), || {
-                let crds = crds.clone();
-                let name = name.clone();
-                async move {
-                    let crd = crds.get(&name).await.ok()?;
-                    let established = crd
-                        .status?
-                        .conditions?
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    established.then_some(())
-                }
-            })
-            .await
-            .expect("CRD established");
+            runway_sandbox::apply_crd(client, &crd::crd())
+                .await
+                .expect("install the RunnerScaleSet CRD");
         })
         .await;
 }

@@ -9,14 +9,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
-    Pod, PodSpec, PodStatus, PodTemplateSpec, ResourceQuota, ResourceQuotaSpec, Secret,
+    Container, Pod, PodSpec, PodTemplateSpec, ResourceQuota, ResourceQuotaSpec, Secret,
     ServiceAccount,
 };
 use k8s_openapi::api::events::v1::Event as KubeEvent;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use runway_controller::crd::{self, RunnerScaleSet, RunnerScaleSetSpec};
@@ -30,6 +27,7 @@ use runway_controller::runner::{
     jit_secret_name,
 };
 use runway_sandbox::github::{Endpoint, FakeGitHub, Fault, NewJob};
+use runway_sandbox::kubelet::{self, Termination};
 use runway_sandbox::{TestNamespace, test_namespace, wait};
 use tokio::sync::OnceCell;
 
@@ -41,31 +39,9 @@ static CRD_INSTALLED: OnceCell<()> = OnceCell::const_new();
 async fn install_crd(client: &Client) {
     CRD_INSTALLED
         .get_or_init(|| async {
-            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-            let crd = crd::crd();
-            let name = crd.metadata.name.clone().unwrap();
-            crds.patch(
-                &name,
-                &PatchParams::apply("runway-controller-tests").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .expect("apply the RunnerScaleSet CRD");
-            wait::until("the CRD to be Established", Duration::from_secs(60), || {
-                let crds = crds.clone();
-                let name = name.clone();
-                async move {
-                    let crd = crds.get(&name).await.ok()?;
-                    let established = crd
-                        .status?
-                        .conditions?
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    established.then_some(())
-                }
-            })
-            .await
-            .expect("CRD established");
+            runway_sandbox::apply_crd(client, &crd::crd())
+                .await
+                .expect("install the RunnerScaleSet CRD");
         })
         .await;
 }
@@ -191,61 +167,15 @@ impl Setup {
 
     /// The kubelet's report: the runner container is running.
     async fn running(&self, name: &str) {
-        let status = PodStatus {
-            phase: Some("Running".into()),
-            start_time: Some(now()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "runner".into(),
-                image: "ghcr.io/actions/actions-runner:2.330.0".into(),
-                image_id: String::new(),
-                ready: true,
-                restart_count: 0,
-                state: Some(ContainerState {
-                    running: Some(ContainerStateRunning {
-                        started_at: Some(now()),
-                    }),
-                    ..ContainerState::default()
-                }),
-                ..ContainerStatus::default()
-            }]),
-            ..PodStatus::default()
-        };
-        self.write_status(name, status).await;
-    }
-
-    /// The kubelet's report: the runner container was OOM-killed.
-    async fn oom_killed(&self, name: &str) {
-        let status = PodStatus {
-            phase: Some("Failed".into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "runner".into(),
-                image: "ghcr.io/actions/actions-runner:2.330.0".into(),
-                image_id: String::new(),
-                ready: false,
-                restart_count: 0,
-                state: Some(ContainerState {
-                    terminated: Some(ContainerStateTerminated {
-                        exit_code: 137,
-                        reason: Some("OOMKilled".into()),
-                        started_at: Some(now()),
-                        finished_at: Some(now()),
-                        ..ContainerStateTerminated::default()
-                    }),
-                    ..ContainerState::default()
-                }),
-                ..ContainerStatus::default()
-            }]),
-            ..PodStatus::default()
-        };
-        self.write_status(name, status).await;
-    }
-
-    async fn write_status(&self, name: &str, status: PodStatus) {
-        let patch = serde_json::json!({ "status": status });
-        self.pods()
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        kubelet::set_running(&self.pods(), name, "runner")
             .await
-            .expect("patch pod status");
+            .expect("report the pod running");
+    }
+
+    async fn oom_killed(&self, name: &str) {
+        kubelet::set_terminated(&self.pods(), name, "runner", Termination::oom_killed())
+            .await
+            .expect("report the pod OOM-killed");
     }
 
     async fn wait_pod_gone(&self, name: &str) {
@@ -327,10 +257,6 @@ async fn create_service_account(ns: &TestNamespace, name: &str, annotations: &[(
     })
     .await
     .unwrap();
-}
-
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
 }
 
 fn demand(desired: u32, busy: &[&str], completed: &[&str]) -> Demand {

@@ -8,7 +8,9 @@
 
 pub mod binaries;
 pub mod cluster;
+pub mod crds;
 pub mod github;
+pub mod kubelet;
 pub mod names;
 pub mod paths;
 pub mod pki;
@@ -17,4 +19,5 @@ pub mod testing;
 pub mod wait;
 
 pub use cluster::{ClusterError, ControlPlane};
+pub use crds::apply_crd;
 pub use testing::{TestNamespace, shared, test_namespace};

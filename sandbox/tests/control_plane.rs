@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
-    Pod, PodSpec, PodStatus, Secret, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Resource};
+use runway_sandbox::kubelet::{self, Termination};
 use runway_sandbox::{test_namespace, wait};
 
 fn pod(name: &str) -> Pod {
@@ -31,18 +29,6 @@ fn pod(name: &str) -> Pod {
         }),
         ..Pod::default()
     }
-}
-
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-/// Writes pod status the way a kubelet does: through the status subresource.
-async fn write_status(pods: &Api<Pod>, name: &str, status: PodStatus) -> Pod {
-    let patch = serde_json::json!({ "status": status });
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("patch pod status")
 }
 
 #[tokio::test]
@@ -76,55 +62,12 @@ async fn pod_lifecycle_written_as_a_kubelet_would() {
             .any(|v| v.name.starts_with("default-token-"))
     );
 
-    let running = write_status(
-        &pods,
-        "oom",
-        PodStatus {
-            phase: Some("Running".into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "runner".into(),
-                ready: true,
-                image: "ghcr.io/actions/actions-runner:latest".into(),
-                image_id: String::new(),
-                state: Some(ContainerState {
-                    running: Some(ContainerStateRunning {
-                        started_at: Some(now()),
-                    }),
-                    ..ContainerState::default()
-                }),
-                ..ContainerStatus::default()
-            }]),
-            ..PodStatus::default()
-        },
-    )
-    .await;
+    let running = kubelet::set_running(&pods, "oom", "runner").await.unwrap();
     assert_eq!(running.status.unwrap().phase.as_deref(), Some("Running"));
 
-    write_status(
-        &pods,
-        "oom",
-        PodStatus {
-            phase: Some("Failed".into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "runner".into(),
-                ready: false,
-                image: "ghcr.io/actions/actions-runner:latest".into(),
-                image_id: String::new(),
-                state: Some(ContainerState {
-                    terminated: Some(ContainerStateTerminated {
-                        exit_code: 137,
-                        reason: Some("OOMKilled".into()),
-                        finished_at: Some(now()),
-                        ..ContainerStateTerminated::default()
-                    }),
-                    ..ContainerState::default()
-                }),
-                ..ContainerStatus::default()
-            }]),
-            ..PodStatus::default()
-        },
-    )
-    .await;
+    kubelet::set_terminated(&pods, "oom", "runner", Termination::oom_killed())
+        .await
+        .unwrap();
     // Read back from the server, not from the patch response.
     let status = pods.get("oom").await.unwrap().status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Failed"));
