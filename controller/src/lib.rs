@@ -3,4 +3,5 @@ pub mod crd;
 pub mod github;
 pub mod listener;
 pub mod runner;
+pub mod scale_set;
 pub mod scaler;
