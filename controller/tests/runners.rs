@@ -8,15 +8,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Container, Pod, PodSpec, PodTemplateSpec, ResourceQuota, ResourceQuotaSpec, Secret,
-    ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota, ResourceQuotaSpec, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
-use runway_controller::crd::{self, RunnerScaleSet, RunnerScaleSetSpec};
+use runway_controller::crd::{RunnerScaleSet, RunnerScaleSetSpec};
 use runway_controller::github::ActionsClient;
 use runway_controller::runner::reconcile::{
     CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, Context, Outcome, ReconcileError, Settings,
@@ -29,22 +26,8 @@ use runway_controller::runner::{
 use runway_sandbox::github::{Endpoint, FakeGitHub, Fault, NewJob};
 use runway_sandbox::kubelet::{self, Termination};
 use runway_sandbox::{TestNamespace, test_namespace, wait};
-use tokio::sync::OnceCell;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-static CRD_INSTALLED: OnceCell<()> = OnceCell::const_new();
-
-/// Once per test process (the control plane is shared), as in tests/crd.rs.
-async fn install_crd(client: &Client) {
-    CRD_INSTALLED
-        .get_or_init(|| async {
-            runway_sandbox::apply_crd(client, &crd::crd())
-                .await
-                .expect("install the RunnerScaleSet CRD");
-        })
-        .await;
-}
 
 /// A namespace, a fake GitHub with the scale set on it, the stored
 /// `RunnerScaleSet` with `status.scaleSetId`, and a reconciler context.
@@ -54,34 +37,6 @@ struct Setup {
     client: ActionsClient,
     rss: RunnerScaleSet,
     ctx: Context<ActionsClient>,
-}
-
-fn spec(fake: &FakeGitHub, min: i32, max: Option<i32>) -> RunnerScaleSetSpec {
-    RunnerScaleSetSpec {
-        github_config_url: fake.config_url("my-org"),
-        github_config_secret: "github".into(),
-        runner_group: None,
-        runner_scale_set_name: None,
-        runner_scale_set_labels: Vec::new(),
-        min_runners: Some(min),
-        max_runners: max,
-        template: PodTemplateSpec {
-            metadata: None,
-            spec: Some(PodSpec {
-                containers: vec![Container {
-                    name: "runner".into(),
-                    image: Some("ghcr.io/actions/actions-runner:2.330.0".into()),
-                    command: Some(vec!["/home/runner/run.sh".into()]),
-                    ..Container::default()
-                }],
-                ..PodSpec::default()
-            }),
-        },
-        container_mode: None,
-        proxy: None,
-        github_server_tls: None,
-        service_account_name: None,
-    }
 }
 
 fn settings() -> Settings {
@@ -94,7 +49,10 @@ fn settings() -> Settings {
 }
 
 async fn setup(name: &str, min: i32, max: Option<i32>) -> Setup {
-    setup_with(name, |fake| spec(fake, min, max)).await
+    setup_with(name, |fake| {
+        common::scale_set_spec(fake, "github", min, max)
+    })
+    .await
 }
 
 async fn setup_with(
@@ -102,7 +60,7 @@ async fn setup_with(
     make_spec: impl FnOnce(&FakeGitHub) -> RunnerScaleSetSpec,
 ) -> Setup {
     let ns = test_namespace().await;
-    install_crd(&ns.client()).await;
+    common::install_crd(&ns.client()).await;
     let fake = common::start_fake().await;
     let client = common::pat_client(&fake, "my-org");
     let set = common::scale_set(&client, name).await;
@@ -474,7 +432,7 @@ async fn job_still_running_keeps_the_finalizer_until_the_job_ends() {
 async fn missing_service_account_creates_nothing_and_names_the_setting() {
     let s = setup_with("nosa", |fake| RunnerScaleSetSpec {
         service_account_name: Some("runners".into()),
-        ..spec(fake, 1, Some(5))
+        ..common::scale_set_spec(fake, "github", 1, Some(5))
     })
     .await;
     let error = reconcile_runners(&s.ctx, &s.rss, &Demand::desired(2))
@@ -520,7 +478,7 @@ async fn max_runners_caps_and_zero_means_zero() {
 async fn pod_admitted_without_irsa_is_replaced_once_with_an_event() {
     let s = setup_with("irsa", |fake| RunnerScaleSetSpec {
         service_account_name: Some("aws-runners".into()),
-        ..spec(fake, 1, Some(5))
+        ..common::scale_set_spec(fake, "github", 1, Some(5))
     })
     .await;
     create_service_account(

@@ -329,3 +329,52 @@ impl Secrets {
         self.assert_absent("an error", &format!("{error}\n{error:?}\n{error:#?}"));
     }
 }
+
+/// The RunnerScaleSet CRD, installed once per test process: the control
+/// plane is shared by the whole process and CRDs are cluster-scoped.
+pub async fn install_crd(client: &kube::Client) {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            runway_sandbox::apply_crd(client, &runway_controller::crd::crd())
+                .await
+                .expect("install the RunnerScaleSet CRD");
+        })
+        .await;
+}
+
+/// A scale set on `fake`'s organization whose credentials are in Secret
+/// `secret`, with a plain runner container as its template.
+pub fn scale_set_spec(
+    fake: &FakeGitHub,
+    secret: &str,
+    min: i32,
+    max: Option<i32>,
+) -> runway_controller::crd::RunnerScaleSetSpec {
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+    runway_controller::crd::RunnerScaleSetSpec {
+        github_config_url: fake.config_url("my-org"),
+        github_config_secret: secret.into(),
+        runner_group: None,
+        runner_scale_set_name: None,
+        runner_scale_set_labels: Vec::new(),
+        min_runners: Some(min),
+        max_runners: max,
+        template: PodTemplateSpec {
+            metadata: None,
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "runner".into(),
+                    image: Some("ghcr.io/actions/actions-runner:2.330.0".into()),
+                    command: Some(vec!["/home/runner/run.sh".into()]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+        },
+        container_mode: None,
+        proxy: None,
+        github_server_tls: None,
+        service_account_name: None,
+    }
+}

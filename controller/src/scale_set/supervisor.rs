@@ -1,0 +1,597 @@
+//! One scale set, end to end: the task that ties the pieces together for a
+//! single `RunnerScaleSet`.
+//!
+//! ```text
+//! validate spec -> read githubConfigSecret -> ActionsClient
+//!   -> ensure_scale_set -> status.scaleSetId (+ runner group)
+//!   -> spawn the listener (StatusCheckpoint, resume from status)
+//!   -> loop: reconcile_runners on every demand update, on every change of
+//!            its runner pods (a watch), on requeue_after and on a resync
+//!            tick; write the status counts when they change
+//!   -> shutdown: stop the listener (it deletes its session), return
+//! ```
+//!
+//! Invariants:
+//! - the listener and the reconciler share one [`ActionsClient`] (one token
+//!   cache, one rate limiter);
+//! - the listener never outlives the supervisor: it stops when the supervisor
+//!   returns, for whatever reason, because its stop channel is dropped;
+//! - the status summary is written only when it differs from the last one
+//!   written, so an idle scale set costs no writes;
+//! - the spec is read once: a changed spec is applied by running the
+//!   supervisor again (the caller restarts it), which resumes the session
+//!   from the status.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{EnsureError, Owner, StatusCheckpoint, ensure_scale_set};
+use crate::crd::{self, RunnerScaleSet, SpecError};
+use crate::github::{
+    self, ActionsClient, ClientOptions, ConfigError, Credentials, CredentialsError, GitHubConfig,
+};
+use crate::listener::{self, Backoff, Limits, Listener, ListenerConfig, ListenerError, Resume};
+use crate::runner::reconcile::{GitHubCalls, KubeWrites};
+use crate::runner::state::runner_state;
+use crate::runner::{self, Context, SCALE_SET_LABEL, Settings, reconcile_runners};
+use crate::scaler::RunnerState;
+
+/// The shortest wait between two passes, so that a `requeue_after` of zero
+/// (a backoff already due) cannot turn the loop into a busy loop.
+const MIN_REQUEUE: Duration = Duration::from_millis(100);
+
+/// Tunables of one scale set's supervisor; the defaults suit a real cluster.
+#[derive(Debug, Clone)]
+pub struct SupervisorOptions {
+    /// The session's `ownerName` (the controller's pod name), shown by
+    /// GitHub on session conflicts.
+    pub session_owner: String,
+    pub github: ClientOptions,
+    pub runners: Settings,
+    pub listener_backoff: Backoff,
+    /// How long shutdown waits for the listener's session delete.
+    pub listener_shutdown_timeout: Duration,
+    /// A pass at least this often, even when neither the listener nor the
+    /// pod watch reports a change (a watch that is reconnecting).
+    pub resync: Duration,
+    /// Where to publish the running [`Totals`] (metrics, tests); `None`
+    /// keeps them to the supervisor.
+    pub totals: Option<watch::Sender<Totals>>,
+}
+
+/// What a supervisor did since it started: passes, the reconciler's
+/// Kubernetes writes and GitHub calls, and its own status writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub passes: u64,
+    pub kube: KubeWrites,
+    pub github: GitHubCalls,
+    /// Status summary patches (the scale set id and the listener's
+    /// checkpoints are not counted here).
+    pub status_writes: u64,
+}
+
+impl Default for SupervisorOptions {
+    fn default() -> Self {
+        Self {
+            session_owner: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| "runway-controller".to_owned()),
+            github: ClientOptions::default(),
+            runners: Settings::default(),
+            listener_backoff: Backoff::default(),
+            listener_shutdown_timeout: Duration::from_secs(10),
+            resync: Duration::from_secs(5),
+            totals: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("RunnerScaleSet has no namespace, name or uid; supervise only stored objects")]
+    NotStored,
+
+    #[error("RunnerScaleSet {namespace}/{name}: {}", join(errors))]
+    InvalidSpec {
+        namespace: String,
+        name: String,
+        errors: Vec<SpecError>,
+    },
+
+    #[error(
+        "Secret {namespace}/{secret} (githubConfigSecret) does not exist; create it or set githubConfigSecret to an existing Secret"
+    )]
+    SecretMissing { namespace: String, secret: String },
+
+    #[error("reading Secret {namespace}/{secret} (githubConfigSecret): {source}")]
+    ReadSecret {
+        namespace: String,
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("Secret {namespace}/{secret} (githubConfigSecret): {source}")]
+    Credentials {
+        namespace: String,
+        secret: String,
+        #[source]
+        source: CredentialsError,
+    },
+
+    #[error(transparent)]
+    GitHubConfigUrl(#[from] ConfigError),
+
+    #[error("building the GitHub client for githubConfigUrl {url:?}: {source}")]
+    Client {
+        url: String,
+        #[source]
+        source: github::Error,
+    },
+
+    #[error(transparent)]
+    ScaleSet(#[from] EnsureError),
+
+    #[error("writing the status of RunnerScaleSet {namespace}/{name}: {source}")]
+    Status {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+
+    #[error("scale set {scale_set_id}: the listener stopped unasked")]
+    ListenerStopped { scale_set_id: i64 },
+
+    #[error("scale set {scale_set_id}: the listener task failed: {source}")]
+    ListenerTask {
+        scale_set_id: i64,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+impl SupervisorError {
+    /// A short, stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            SupervisorError::NotStored => "not_stored",
+            SupervisorError::InvalidSpec { .. } => "invalid_spec",
+            SupervisorError::SecretMissing { .. } => "secret_missing",
+            SupervisorError::ReadSecret { .. } => "read_secret",
+            SupervisorError::Credentials { .. } => "credentials",
+            SupervisorError::GitHubConfigUrl(_) => "github_config_url",
+            SupervisorError::Client { .. } => "client",
+            SupervisorError::ScaleSet(e) => e.metric_label(),
+            SupervisorError::Status { .. } => "status",
+            SupervisorError::Listener(e) => e.metric_label(),
+            SupervisorError::ListenerStopped { .. } | SupervisorError::ListenerTask { .. } => {
+                "listener_stopped"
+            }
+        }
+    }
+}
+
+fn join(errors: &[SpecError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The counts shown in the status (and the printer columns).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub desired_runners: i32,
+    /// Runner pods that exist, are not failed and are not being deleted.
+    pub current_runners: i32,
+    pub pending_runners: i32,
+    pub idle_runners: i32,
+    pub busy_runners: i32,
+    pub failed_runners: i32,
+}
+
+impl Summary {
+    /// Counts `pods` as the reconciler sees them under `demand`.
+    pub fn of(desired: u32, pods: &[Pod], demand: &runner::Demand) -> Self {
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        let states: Vec<RunnerState> = pods.iter().map(|p| runner_state(p, demand)).collect();
+        let with = |f: fn(&RunnerState) -> bool| count(states.iter().filter(|s| f(s)).count());
+        Summary {
+            desired_runners: i32::try_from(desired).unwrap_or(i32::MAX),
+            current_runners: with(|s| {
+                matches!(
+                    s,
+                    RunnerState::Pending | RunnerState::Idle | RunnerState::Busy
+                )
+            }),
+            pending_runners: with(|s| matches!(s, RunnerState::Pending)),
+            idle_runners: with(|s| matches!(s, RunnerState::Idle)),
+            busy_runners: with(|s| matches!(s, RunnerState::Busy)),
+            failed_runners: with(|s| matches!(s, RunnerState::Failed(_))),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct StatusPatch<T: Serialize> {
+    status: T,
+}
+
+/// What [`run_scale_set`] writes once the scale set exists on GitHub.
+/// `sessionId` and `lastMessageId` are sent only when the scale set is new
+/// (a new id): the old session and message ids mean nothing for it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScaleSetStatus<'a> {
+    scale_set_id: i64,
+    runner_group_id: i64,
+    runner_group_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_generation: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_message_id: Option<i64>,
+}
+
+/// Runs one `RunnerScaleSet` until `shutdown` turns true (or its sender is
+/// dropped): makes sure its scale set exists on GitHub, listens to its
+/// message queue and keeps its runner pods in line with the demand.
+///
+/// Returns `Ok` after a requested shutdown, once the listener has deleted
+/// its session. Returns an error for what the supervisor cannot fix by
+/// retrying: an invalid spec, missing credentials, a scale set owned by
+/// someone else, a listener that gave up. Failed reconcile passes are
+/// logged and retried, not returned.
+pub async fn run_scale_set(
+    kube: Client,
+    rss: RunnerScaleSet,
+    opts: SupervisorOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SupervisorError> {
+    let owner = Owner::of(&rss).ok_or(SupervisorError::NotStored)?;
+    crd::validate(&rss.spec).map_err(|errors| SupervisorError::InvalidSpec {
+        namespace: owner.namespace.clone(),
+        name: owner.name.clone(),
+        errors,
+    })?;
+    let scale_sets: Api<RunnerScaleSet> = Api::namespaced(kube.clone(), &owner.namespace);
+
+    // GitHub may be slow or down here (retries with backoff): a shutdown
+    // must not wait for it.
+    let prepare = async {
+        let client = github_client(&kube, &rss, &owner, &opts).await?;
+        let ensured = ensure_scale_set(&client, &rss, &owner).await?;
+        let scale_set = ensured.scale_set;
+        tracing::info!(
+            namespace = %owner.namespace, name = %owner.name, scale_set_id = scale_set.id,
+            outcome = ?ensured.outcome, "scale set ready on GitHub"
+        );
+
+        let previous = rss.status.clone().unwrap_or_default();
+        let same_scale_set = previous.scale_set_id == Some(scale_set.id);
+        let status = ScaleSetStatus {
+            scale_set_id: scale_set.id,
+            runner_group_id: scale_set.runner_group_id,
+            runner_group_name: &scale_set.runner_group_name,
+            observed_generation: rss.metadata.generation,
+            session_id: (!same_scale_set).then_some(None),
+            last_message_id: (!same_scale_set).then_some(0),
+        };
+        let rss = scale_sets
+            .patch_status(
+                &owner.name,
+                &PatchParams::default(),
+                &Patch::Merge(&StatusPatch { status }),
+            )
+            .await
+            .map_err(|source| SupervisorError::Status {
+                namespace: owner.namespace.clone(),
+                name: owner.name.clone(),
+                source,
+            })?;
+        let resume = if same_scale_set {
+            Resume {
+                session_id: previous.session_id.clone(),
+                last_message_id: previous.last_message_id.unwrap_or(0),
+            }
+        } else {
+            Resume::default()
+        };
+        Ok::<_, SupervisorError>((client, scale_set, rss, resume, previous))
+    };
+    let (client, scale_set, rss, resume, previous) = tokio::select! {
+        prepared = prepare => prepared?,
+        () = stopped(&mut shutdown) => return Ok(()),
+    };
+
+    let (demand_tx, demand_rx) = watch::channel(listener::Demand::default());
+    // Dropped when this function returns, so the listener stops with it
+    // whatever ends the supervisor.
+    let (stop_listener, stop_rx) = watch::channel(false);
+    let config = ListenerConfig {
+        backoff: opts.listener_backoff,
+        shutdown_timeout: opts.listener_shutdown_timeout,
+        ..ListenerConfig::new(
+            scale_set.id,
+            opts.session_owner.clone(),
+            Limits {
+                min_runners: rss.spec.min_runners(),
+                max_runners: rss.spec.max_runners(),
+            },
+        )
+    };
+    let checkpoint = StatusCheckpoint::new(scale_sets.clone(), owner.name.clone());
+    let listener = Listener::new(client.clone(), checkpoint, config, demand_tx);
+    let listener_task = tokio::spawn(async move { listener.run(resume, stop_rx).await });
+
+    let supervisor = Supervisor {
+        ctx: Context::new(kube.clone(), client, opts.runners.clone()),
+        pods: Api::namespaced(kube, &owner.namespace),
+        scale_sets,
+        owner,
+        scale_set_id: scale_set.id,
+        resync: opts.resync,
+        written: previous_summary(&previous),
+        totals: Totals::default(),
+        publish: opts.totals.clone(),
+    };
+    supervisor
+        .reconcile_loop(
+            &rss,
+            demand_rx,
+            &mut shutdown,
+            &stop_listener,
+            listener_task,
+        )
+        .await
+}
+
+async fn github_client(
+    kube: &Client,
+    rss: &RunnerScaleSet,
+    owner: &Owner,
+    opts: &SupervisorOptions,
+) -> Result<ActionsClient, SupervisorError> {
+    let secret_name = &rss.spec.github_config_secret;
+    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &owner.namespace);
+    let secret = secrets
+        .get_opt(secret_name)
+        .await
+        .map_err(|source| SupervisorError::ReadSecret {
+            namespace: owner.namespace.clone(),
+            secret: secret_name.clone(),
+            source,
+        })?
+        .ok_or_else(|| SupervisorError::SecretMissing {
+            namespace: owner.namespace.clone(),
+            secret: secret_name.clone(),
+        })?;
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    let credentials =
+        Credentials::from_secret_data(&data).map_err(|source| SupervisorError::Credentials {
+            namespace: owner.namespace.clone(),
+            secret: secret_name.clone(),
+            source,
+        })?;
+    let config = GitHubConfig::parse(&rss.spec.github_config_url)?;
+    ActionsClient::new(config, credentials, opts.github.clone()).map_err(|source| {
+        SupervisorError::Client {
+            url: rss.spec.github_config_url.clone(),
+            source,
+        }
+    })
+}
+
+/// The counts already in the status, so that a restart does not rewrite
+/// them unchanged.
+fn previous_summary(status: &crd::RunnerScaleSetStatus) -> Option<Summary> {
+    Some(Summary {
+        desired_runners: status.desired_runners?,
+        current_runners: status.current_runners?,
+        pending_runners: status.pending_runners?,
+        idle_runners: status.idle_runners?,
+        busy_runners: status.busy_runners?,
+        failed_runners: status.failed_runners?,
+    })
+}
+
+struct Supervisor {
+    ctx: Context<ActionsClient>,
+    pods: Api<Pod>,
+    scale_sets: Api<RunnerScaleSet>,
+    owner: Owner,
+    scale_set_id: i64,
+    resync: Duration,
+    /// The summary last written to the status.
+    written: Option<Summary>,
+    totals: Totals,
+    publish: Option<watch::Sender<Totals>>,
+}
+
+impl Supervisor {
+    async fn reconcile_loop(
+        mut self,
+        rss: &RunnerScaleSet,
+        mut demand_rx: watch::Receiver<listener::Demand>,
+        shutdown: &mut watch::Receiver<bool>,
+        stop_listener: &watch::Sender<bool>,
+        listener_task: JoinHandle<Result<(), ListenerError>>,
+    ) -> Result<(), SupervisorError> {
+        let selector = format!("{SCALE_SET_LABEL}={}", self.owner.name);
+        let mut pod_events = watcher(
+            self.pods.clone(),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff()
+        .boxed();
+        loop {
+            let demand = runner::Demand::from(&*demand_rx.borrow_and_update());
+            let wait = self.pass(rss, &demand).await;
+            tokio::select! {
+                event = pod_events.next() => {
+                    match event {
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => {
+                            tracing::debug!(scale_set = %self.owner.name, %error, "runner pod watch failed; it retries");
+                        }
+                        // Never expected (a watcher retries forever); the
+                        // resync tick carries on alone rather than spin.
+                        None => pod_events = futures::stream::pending().boxed(),
+                    }
+                    // A pass creates or deletes many pods at once, and each
+                    // write comes back as events: gather what arrives within
+                    // a moment into one pass, not one pass per event.
+                    tokio::time::sleep(MIN_REQUEUE).await;
+                    while let Some(Some(_)) = pod_events.next().now_or_never() {}
+                }
+                () = stopped(shutdown) => {
+                    return self.stop(stop_listener, listener_task).await;
+                }
+                changed = demand_rx.changed() => {
+                    if changed.is_err() {
+                        // The listener dropped its sender: it has stopped.
+                        return Err(self.listener_ended(listener_task).await);
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One reconcile pass and the status summary; returns when to pass
+    /// again at the latest.
+    async fn pass(&mut self, rss: &RunnerScaleSet, demand: &runner::Demand) -> Duration {
+        self.totals.passes += 1;
+        let wait = match reconcile_runners(&self.ctx, rss, demand).await {
+            Ok(outcome) => {
+                self.totals.kube += outcome.kube;
+                self.totals.github += outcome.github;
+                if !outcome.created.is_empty() || !outcome.deleted.is_empty() {
+                    tracing::debug!(
+                        scale_set = %self.owner.name, desired = outcome.plan.desired,
+                        created = outcome.created.len(), deleted = outcome.deleted.len(),
+                        released = outcome.released.len(), "runner pass"
+                    );
+                }
+                for error in &outcome.errors {
+                    tracing::warn!(scale_set = %self.owner.name, %error, "runner pass step failed");
+                }
+                self.write_summary(outcome.plan.desired, demand).await;
+                outcome
+                    .requeue_after
+                    .map_or(self.resync, |after| after.min(self.resync))
+            }
+            Err(error) => {
+                tracing::warn!(scale_set = %self.owner.name, %error, "runner pass failed");
+                self.ctx.settings.error_requeue.min(self.resync)
+            }
+        };
+        if let Some(publish) = &self.publish {
+            publish.send_replace(self.totals);
+        }
+        wait.max(MIN_REQUEUE)
+    }
+
+    /// Writes the counts to the status if they changed. A failure is logged
+    /// and retried on the next pass (the counts are informational).
+    async fn write_summary(&mut self, desired: u32, demand: &runner::Demand) {
+        let selector = format!("{SCALE_SET_LABEL}={}", self.owner.name);
+        let pods = match self
+            .pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => list.items,
+            Err(error) => {
+                tracing::warn!(scale_set = %self.owner.name, %error, "listing runner pods for the status failed");
+                return;
+            }
+        };
+        let summary = Summary::of(desired, &pods, demand);
+        if self.written == Some(summary) {
+            return;
+        }
+        let patch = StatusPatch { status: summary };
+        match self
+            .scale_sets
+            .patch_status(
+                &self.owner.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                self.written = Some(summary);
+                self.totals.status_writes += 1;
+            }
+            Err(error) => {
+                tracing::warn!(scale_set = %self.owner.name, %error, "writing the runner counts to the status failed");
+            }
+        }
+    }
+
+    /// Asks the listener to stop and waits for it (it deletes its session).
+    async fn stop(
+        &self,
+        stop_listener: &watch::Sender<bool>,
+        listener_task: JoinHandle<Result<(), ListenerError>>,
+    ) -> Result<(), SupervisorError> {
+        stop_listener.send_replace(true);
+        match listener_task.await {
+            Ok(result) => result.map_err(SupervisorError::from),
+            Err(source) => Err(SupervisorError::ListenerTask {
+                scale_set_id: self.scale_set_id,
+                source,
+            }),
+        }
+    }
+
+    async fn listener_ended(
+        &self,
+        listener_task: JoinHandle<Result<(), ListenerError>>,
+    ) -> SupervisorError {
+        match listener_task.await {
+            Ok(Err(error)) => error.into(),
+            Ok(Ok(())) => SupervisorError::ListenerStopped {
+                scale_set_id: self.scale_set_id,
+            },
+            Err(source) => SupervisorError::ListenerTask {
+                scale_set_id: self.scale_set_id,
+                source,
+            },
+        }
+    }
+}
+
+/// Returns once `shutdown` is true, or its sender is gone (the same). The
+/// receiver's guard is dropped here so that no lock is held across the
+/// caller's awaits.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;
