@@ -247,18 +247,32 @@ async fn a_restart_resumes_without_a_conflict_or_a_replay() {
     second.shutdown().await.0.expect("a clean shutdown");
 }
 
+/// What a listener that crashed mid-message leaves behind: its session,
+/// and a message with two jobs delivered on it but not acknowledged.
+async fn crashed_with_message_in_flight(
+    fake: &FakeGitHub,
+    client: &ActionsClient,
+    scale_set_id: i64,
+) -> (
+    runway_controller::github::wire::RunnerScaleSetSession,
+    runway_controller::github::ScaleSetMessage,
+) {
+    let mut session = client
+        .create_session(scale_set_id, "crashed-listener")
+        .await
+        .expect("a session");
+    queue_jobs(fake, scale_set_id, 2);
+    let message = common::next_message(client, scale_set_id, &mut session, 0).await;
+    assert_eq!(message.jobs.len(), 2);
+    (session, message)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpointed_but_unacknowledged_message_is_not_handled_again() {
     let Connected { fake, client, set } = connected("arm-builders").await;
     // A listener that crashed after checkpointing message M, before
     // acknowledging it: M is still in flight on the service.
-    let mut session = client
-        .create_session(set.id, "crashed-listener")
-        .await
-        .expect("a session");
-    queue_jobs(&fake, set.id, 2);
-    let message = common::next_message(&client, set.id, &mut session, 0).await;
-    assert_eq!(message.jobs.len(), 2);
+    let (session, message) = crashed_with_message_in_flight(&fake, &client, set.id).await;
 
     let resume = Resume {
         session_id: Some(session.session_id.clone()),
@@ -285,12 +299,7 @@ async fn a_checkpointed_but_unacknowledged_message_is_not_handled_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unacknowledged_message_not_checkpointed_is_handled_again() {
     let Connected { fake, client, set } = connected("arm-builders").await;
-    let mut session = client
-        .create_session(set.id, "crashed-listener")
-        .await
-        .expect("a session");
-    queue_jobs(&fake, set.id, 2);
-    let message = common::next_message(&client, set.id, &mut session, 0).await;
+    let (session, message) = crashed_with_message_in_flight(&fake, &client, set.id).await;
     let resume = Resume {
         session_id: Some(session.session_id.clone()),
         last_message_id: message.message_id - 1,

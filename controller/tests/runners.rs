@@ -137,28 +137,15 @@ impl Setup {
     }
 
     async fn wait_pod_gone(&self, name: &str) {
-        let pods = self.pods();
-        wait::until(&format!("pod {name} to be gone"), WAIT, || async {
-            pods.get_opt(name).await.unwrap().is_none().then_some(())
-        })
-        .await
-        .unwrap();
+        wait::gone(&self.pods(), name, WAIT).await.unwrap();
     }
 
     /// The real garbage collector removes the Secret with its pod.
     async fn wait_secret_gone(&self, runner: &str) {
         let secrets: Api<Secret> = self.ns.api();
-        let name = jit_secret_name(runner);
-        wait::until(&format!("Secret {name} to be collected"), WAIT, || async {
-            secrets
-                .get_opt(&name)
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        })
-        .await
-        .unwrap();
+        wait::gone(&secrets, &jit_secret_name(runner), WAIT)
+            .await
+            .unwrap();
     }
 
     /// A job queued, acquired and started on `runner` (the fake's runner is

@@ -33,3 +33,16 @@ where
         delay = (delay * 2).min(Duration::from_millis(500));
     }
 }
+
+/// Waits until the object `name` no longer exists (deleted and, if it had
+/// finalizers or owners, released and collected).
+pub async fn gone<K>(api: &kube::Api<K>, name: &str, within: Duration) -> Result<(), Timeout>
+where
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let what = format!("{name} to be gone");
+    until(&what, within, || async {
+        matches!(api.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await
+}

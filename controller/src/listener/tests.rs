@@ -278,6 +278,16 @@ impl Started {
         panic!("the log stayed at {:#?}", self.twin.log());
     }
 
+    /// Waits until the twin's log has `expected` from position `from` on,
+    /// and checks those entries.
+    async fn expect_log(&self, from: usize, expected: &[&str]) {
+        self.until_log(from + expected.len()).await;
+        assert_eq!(
+            self.twin.log()[from..from + expected.len()],
+            strings(expected)
+        );
+    }
+
     async fn stop(self) -> Result<(), ListenerError> {
         self.stop.send_replace(true);
         self.task.await.unwrap()
@@ -337,16 +347,17 @@ async fn a_recorded_session_is_deleted_before_creating_one() {
         last_message_id: 41,
     };
     let started = start(&twin, config(), resume);
-    started.until_log(4).await;
-    assert_eq!(
-        twin.log()[..4],
-        strings(&[
-            "delete old",
-            "create",
-            "save Some(\"s1\") 41",
-            "poll 41 cap 5"
-        ])
-    );
+    started
+        .expect_log(
+            0,
+            &[
+                "delete old",
+                "create",
+                "save Some(\"s1\") 41",
+                "poll 41 cap 5",
+            ],
+        )
+        .await;
     started.stop().await.unwrap();
 }
 
@@ -363,17 +374,18 @@ async fn a_conflict_with_a_recorded_session_deletes_it_again_and_retries() {
         last_message_id: 0,
     };
     let started = start(&twin, config(), resume);
-    started.until_log(5).await;
-    assert_eq!(
-        twin.log()[..5],
-        strings(&[
-            "delete old",
-            "create",
-            "delete old",
-            "create",
-            "save Some(\"s1\") 0"
-        ])
-    );
+    started
+        .expect_log(
+            0,
+            &[
+                "delete old",
+                "create",
+                "delete old",
+                "create",
+                "save Some(\"s1\") 0",
+            ],
+        )
+        .await;
     let times = twin.script().create_times.clone();
     assert!(
         times[1] - times[0] >= Duration::from_millis(500),
@@ -452,18 +464,19 @@ async fn a_failed_acquire_leaves_the_message_unacknowledged_for_redelivery() {
             .push_back(Poll::Message(job_message(5, 0, TWO_AVAILABLE)));
     }
     let started = start(&twin, config(), Resume::default());
-    started.until_log(8).await;
-    assert_eq!(
-        twin.log()[2..8],
-        strings(&[
-            "poll 0 cap 5",
-            "acquire [1, 2]",
-            "poll 0 cap 5",
-            "acquire [1, 2]",
-            "save Some(\"s1\") 5",
-            "ack 5",
-        ])
-    );
+    started
+        .expect_log(
+            2,
+            &[
+                "poll 0 cap 5",
+                "acquire [1, 2]",
+                "poll 0 cap 5",
+                "acquire [1, 2]",
+                "save Some(\"s1\") 5",
+                "ack 5",
+            ],
+        )
+        .await;
     started.stop().await.unwrap();
 }
 
@@ -478,19 +491,20 @@ async fn a_failed_checkpoint_still_acknowledges_and_is_retried() {
         script.saves.extend([false, true]);
     }
     let started = start(&twin, config(), Resume::default());
-    started.until_log(7).await;
-    assert_eq!(
-        twin.log()[..7],
-        strings(&[
-            "create",
-            "save Some(\"s1\") 0",
-            "poll 0 cap 5",
-            "save Some(\"s1\") 5",
-            "ack 5",
-            "save Some(\"s1\") 5",
-            "poll 5 cap 5",
-        ])
-    );
+    started
+        .expect_log(
+            0,
+            &[
+                "create",
+                "save Some(\"s1\") 0",
+                "poll 0 cap 5",
+                "save Some(\"s1\") 5",
+                "ack 5",
+                "save Some(\"s1\") 5",
+                "poll 5 cap 5",
+            ],
+        )
+        .await;
     started.stop().await.unwrap();
 }
 
@@ -504,16 +518,17 @@ async fn an_unreadable_message_is_skipped_not_redelivered_forever() {
             message_type: "SomethingElse".into(),
         }));
     let started = start(&twin, config(), Resume::default());
-    started.until_log(6).await;
-    assert_eq!(
-        twin.log()[2..6],
-        strings(&[
-            "poll 0 cap 5",
-            "save Some(\"s1\") 9",
-            "ack 9",
-            "poll 9 cap 5"
-        ])
-    );
+    started
+        .expect_log(
+            2,
+            &[
+                "poll 0 cap 5",
+                "save Some(\"s1\") 9",
+                "ack 9",
+                "poll 9 cap 5",
+            ],
+        )
+        .await;
     started.stop().await.unwrap();
 }
 
@@ -522,19 +537,20 @@ async fn an_expired_session_is_replaced_after_a_backoff() {
     let twin = Twin::default();
     twin.script().polls.push_back(Poll::Fail(expired));
     let started = start(&twin, config(), Resume::default());
-    started.until_log(7).await;
-    assert_eq!(
-        twin.log()[..7],
-        strings(&[
-            "create",
-            "save Some(\"s1\") 0",
-            "poll 0 cap 5",
-            "delete s1",
-            "create",
-            "save Some(\"s2\") 0",
-            "poll 0 cap 5",
-        ])
-    );
+    started
+        .expect_log(
+            0,
+            &[
+                "create",
+                "save Some(\"s1\") 0",
+                "poll 0 cap 5",
+                "delete s1",
+                "create",
+                "save Some(\"s2\") 0",
+                "poll 0 cap 5",
+            ],
+        )
+        .await;
     started.stop().await.unwrap();
 }
 
@@ -578,11 +594,12 @@ async fn a_bare_404_on_create_is_checked_against_the_scale_set() {
     let twin = Twin::default();
     twin.script().creates.push_back(bare_404);
     let started = start(&twin, config(), Resume::default());
-    started.until_log(4).await;
-    assert_eq!(
-        twin.log()[..4],
-        strings(&["create", "get scale set", "create", "save Some(\"s1\") 0"])
-    );
+    started
+        .expect_log(
+            0,
+            &["create", "get scale set", "create", "save Some(\"s1\") 0"],
+        )
+        .await;
     started.stop().await.unwrap();
 }
 
@@ -656,20 +673,22 @@ async fn new_limits_change_desired_and_the_polled_capacity_without_a_new_session
         demand,
         stop,
     };
-    started.until_log(4).await;
-    assert_eq!(
-        twin.log()[..4],
-        strings(&[
-            "create",
-            "save Some(\"s1\") 0",
-            "poll 0 cap 5",
-            "poll 0 cap 4"
-        ])
-    );
+    started
+        .expect_log(
+            0,
+            &[
+                "create",
+                "save Some(\"s1\") 0",
+                "poll 0 cap 5",
+                "poll 0 cap 4",
+            ],
+        )
+        .await;
     // Without a sender the limits stay as they are; listening goes on.
     drop(limits_tx);
-    started.until_log(6).await;
-    assert_eq!(twin.log()[4..6], strings(&["poll 0 cap 4", "poll 0 cap 4"]));
+    started
+        .expect_log(4, &["poll 0 cap 4", "poll 0 cap 4"])
+        .await;
     started.stop().await.unwrap();
     assert_eq!(
         twin.log().iter().filter(|l| *l == "create").count(),
