@@ -1,4 +1,5 @@
 #![forbid(unsafe_code)]
+pub mod backoff;
 pub mod crd;
 pub mod github;
 pub mod listener;

@@ -139,12 +139,11 @@ impl FailureHistory {
         if now - last >= policy.failure_memory || self.consecutive <= policy.free_failures {
             return None;
         }
-        let exponent = (self.consecutive - policy.free_failures - 1).min(20);
-        let delay = policy
-            .backoff_base
-            .checked_mul(1 << exponent)
-            .unwrap_or(policy.backoff_max)
-            .min(policy.backoff_max);
+        let delay = crate::backoff::exponential_delta(
+            policy.backoff_base,
+            policy.backoff_max,
+            self.consecutive - policy.free_failures,
+        );
         let until = last + delay;
         (until > now).then_some(until)
     }

@@ -57,8 +57,7 @@ impl RetryPolicy {
     /// spread by `jitter` in `[0, 1]` over 75%..125% so that many clients
     /// that failed together do not retry together, clamped to `[base, cap]`.
     pub fn backoff(&self, failures: u32, jitter: f64) -> Duration {
-        let exponent = failures.saturating_sub(1).min(30);
-        let exponential = self.base.saturating_mul(1u32 << exponent).min(self.cap);
+        let exponential = crate::backoff::exponential(self.base, self.cap, failures);
         let spread = exponential.mul_f64(0.75 + jitter.clamp(0.0, 1.0) / 2.0);
         spread.clamp(self.base.min(self.cap), self.cap)
     }

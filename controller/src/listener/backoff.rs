@@ -37,8 +37,7 @@ impl Backoff {
     /// 50%..100% ("equal jitter": never zero, so never a hot loop, and spread
     /// even once capped).
     pub fn delay(&self, failures: u32, jitter: f64) -> Duration {
-        let exponent = failures.saturating_sub(1).min(31);
-        let exponential = self.base.saturating_mul(1u32 << exponent).min(self.cap);
+        let exponential = crate::backoff::exponential(self.base, self.cap, failures);
         exponential.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
     }
 

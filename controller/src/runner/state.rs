@@ -115,9 +115,8 @@ pub struct QuotaBackoff {
 
 impl QuotaBackoff {
     pub fn record_refusal(&mut self, now: DateTime<Utc>, base: TimeDelta, max: TimeDelta) {
-        let exponent = self.refusals.min(20);
         self.refusals = self.refusals.saturating_add(1);
-        let delay = base.checked_mul(1 << exponent).unwrap_or(max).min(max);
+        let delay = crate::backoff::exponential_delta(base, max, self.refusals);
         self.until = Some(now + delay);
     }
 
