@@ -9,7 +9,7 @@
 //! only returns once every pid is gone.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::binaries::{Binaries, BinariesError};
 use crate::pki::{Pki, PkiError};
 use crate::process::{self, ProcessError};
+use crate::wait;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -478,35 +479,34 @@ impl Starting {
         Fut: std::future::Future<Output = Result<(), String>>,
     {
         let record = self.processes.iter().find(|p| p.component == component);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let last = match check().await {
-                Ok(()) => return Ok(()),
+        let last = std::cell::RefCell::new(String::new());
+        // Some(Ok) = ready, Some(Err) = the process died: stop polling.
+        let outcome = wait::until(component, READY_TIMEOUT, || async {
+            let error = match check().await {
+                Ok(()) => return Some(Ok(())),
                 Err(e) => e,
             };
-            if let Some(r) = record
-                && !process::is_alive(r.pid)
-            {
-                return Err(ClusterError::Exited {
+            *last.borrow_mut() = error;
+            match record {
+                Some(r) if !process::is_alive(r.pid) => Some(Err(ClusterError::Exited {
                     component,
                     log: r.log.display().to_string(),
                     tail: tail(&r.log, 20),
-                });
+                })),
+                _ => None,
             }
-            if Instant::now() > deadline {
-                let log = record.map(|r| r.log.clone()).unwrap_or_default();
-                return Err(ClusterError::NotReady {
-                    component,
-                    secs: READY_TIMEOUT.as_secs(),
-                    last,
-                    log: log.display().to_string(),
-                    tail: tail(&log, 20),
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(500));
-        }
+        })
+        .await;
+        outcome.unwrap_or_else(|_| {
+            let log = record.map(|r| r.log.clone()).unwrap_or_default();
+            Err(ClusterError::NotReady {
+                component,
+                secs: READY_TIMEOUT.as_secs(),
+                last: last.take(),
+                log: log.display().to_string(),
+                tail: tail(&log, 20),
+            })
+        })
     }
 
     fn abort(&mut self) {
@@ -549,4 +549,40 @@ fn write(path: &Path, content: &str) -> Result<(), ClusterError> {
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError {
     let path = path.display().to_string();
     move |source| ClusterError::Io { what, path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component that dies while starting is reported at once, with its
+    /// log, not after the 90 s readiness timeout; nothing is left running.
+    #[tokio::test]
+    async fn a_component_that_exits_during_start_up_is_named_with_its_log() {
+        let dir =
+            std::env::temp_dir().join(format!("runway-exits-{}", crate::names::random_suffix(6)));
+        let bins = Binaries {
+            etcd: "/bin/false".into(),
+            kube_apiserver: "/bin/false".into(),
+            kube_controller_manager: "/bin/false".into(),
+        };
+        let started = std::time::Instant::now();
+        let err = ControlPlane::start("exits", &dir, &bins).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        match err {
+            ClusterError::Exited { component, log, .. } => {
+                assert_eq!(component, "etcd");
+                assert!(log.ends_with("logs/etcd.log"), "{log}");
+            }
+            other => panic!("expected Exited, got {other}"),
+        }
+        let recorded = std::fs::read_to_string(dir.join(PIDS_FILE)).unwrap();
+        let pid: u32 = recorded.trim().parse().unwrap();
+        assert!(!process::is_alive(pid), "pid {pid} still alive");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
