@@ -2,7 +2,9 @@
 pub mod backoff;
 pub mod crd;
 pub mod github;
+pub mod kube_client;
 pub mod listener;
+pub mod metrics;
 pub mod runner;
 pub mod scale_set;
 pub mod scaler;

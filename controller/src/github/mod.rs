@@ -23,6 +23,7 @@
 pub mod actions;
 pub mod auth;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod queue;
 pub mod ratelimit;

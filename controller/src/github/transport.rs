@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::metrics::Metrics;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use hyper::body::Body;
@@ -70,6 +71,8 @@ pub struct TransportOptions {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub user_agent: String,
+    /// Where to count each request by endpoint and status.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for TransportOptions {
@@ -80,6 +83,7 @@ impl Default for TransportOptions {
             timeout: Duration::from_secs(5 * 60),
             connect_timeout: Duration::from_secs(30),
             user_agent: concat!("runway/", env!("CARGO_PKG_VERSION")).to_owned(),
+            metrics: None,
         }
     }
 }
@@ -140,6 +144,7 @@ struct Inner {
     timeout: Duration,
     connect_timeout: Duration,
     user_agent: HeaderValue,
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -217,6 +222,7 @@ impl Transport {
                 timeout: options.timeout,
                 connect_timeout: options.connect_timeout,
                 user_agent,
+                metrics: options.metrics,
             }),
         })
     }
@@ -277,6 +283,10 @@ impl Transport {
             }),
         };
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        if let Some(metrics) = &self.inner.metrics {
+            let status = result.as_ref().map_or(0, |r| r.status.as_u16());
+            metrics.github_request(super::endpoint::endpoint(&method, &path), status);
+        }
         match &result {
             Ok(response) => {
                 tracing::debug!(%method, %host, %path, status = response.status.as_u16(), elapsed_ms, "GitHub request")

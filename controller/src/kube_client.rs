@@ -1,0 +1,688 @@
+//! The controller's Kubernetes client: kube's default stack plus one layer
+//! that rate-limits and counts every request.
+//!
+//! The limit is client-go's token bucket (`qps` sustained, `burst` on top),
+//! shared by every clone of the client: a controller reconciling hundreds of
+//! scale sets must not flood the API server. Over the limit a request
+//! waits; it never fails. Each request is counted in
+//! [`Metrics::kube_request`] with the verb and resource the API server would
+//! see, derived from the method and path by [`classify`].
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::{Method, Request};
+use kube::client::ClientBuilder;
+
+use crate::metrics::Metrics;
+
+/// How fast the controller may talk to the API server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KubeClientOptions {
+    /// Sustained requests per second; `0` (or less) means unlimited.
+    pub qps: f32,
+    /// Requests allowed at once above the sustained rate (at least 1 when
+    /// `qps` is positive).
+    pub burst: u32,
+}
+
+impl Default for KubeClientOptions {
+    /// 50 requests per second with bursts of 100: what controller-runtime
+    /// managers commonly configure, ten times client-go's 5/10 default that
+    /// is too slow for hundreds of runner pods.
+    fn default() -> Self {
+        Self {
+            qps: 50.0,
+            burst: 100,
+        }
+    }
+}
+
+/// Why the Kubernetes client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeClientError {
+    /// Neither the in-cluster environment nor a kubeconfig was usable.
+    #[error(
+        "no Kubernetes configuration found (neither in-cluster nor a kubeconfig; set KUBECONFIG): {0}"
+    )]
+    Infer(#[source] kube::config::InferConfigError),
+    /// kube rejected the configuration (TLS, auth or proxy settings).
+    #[error("cannot build the Kubernetes client from its configuration: {0}")]
+    Build(#[source] kube::Error),
+    /// `qps` and `burst` do not make a token bucket.
+    #[error("invalid Kubernetes client rate limit (qps {qps}, burst {burst}): {reason}")]
+    RateLimit {
+        qps: f32,
+        burst: u32,
+        reason: &'static str,
+    },
+}
+
+/// Builds the controller's client from `config`, rate-limited by `opts` and
+/// counted in `metrics`.
+pub fn build(
+    config: kube::Config,
+    opts: &KubeClientOptions,
+    metrics: Metrics,
+) -> Result<kube::Client, KubeClientError> {
+    let layer = RequestLayer {
+        limiter: limiter(opts)?,
+        metrics,
+    };
+    Ok(ClientBuilder::try_from(config)
+        .map_err(KubeClientError::Build)?
+        .with_layer(&layer)
+        .build())
+}
+
+/// [`build`] with the configuration kube infers: in-cluster when run in a
+/// pod, else `$KUBECONFIG` or `~/.kube/config`.
+pub async fn infer(
+    opts: &KubeClientOptions,
+    metrics: Metrics,
+) -> Result<kube::Client, KubeClientError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(KubeClientError::Infer)?;
+    build(config, opts, metrics)
+}
+
+/// The token bucket for `opts`, or `None` for unlimited.
+fn limiter(
+    opts: &KubeClientOptions,
+) -> Result<Option<Arc<DefaultDirectRateLimiter>>, KubeClientError> {
+    let invalid = |reason| KubeClientError::RateLimit {
+        qps: opts.qps,
+        burst: opts.burst,
+        reason,
+    };
+    if opts.qps.is_nan() {
+        return Err(invalid("qps is not a number"));
+    }
+    if opts.qps <= 0.0 || opts.qps.is_infinite() {
+        return Ok(None);
+    }
+    let burst = NonZeroU32::new(opts.burst).ok_or_else(|| invalid("burst must be at least 1"))?;
+    let period = Duration::try_from_secs_f64(1.0 / f64::from(opts.qps))
+        .map_err(|_| invalid("qps is too small"))?;
+    // A period under a nanosecond is as good as unlimited.
+    let Some(quota) = Quota::with_period(period) else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(RateLimiter::direct(
+        quota.allow_burst(burst),
+    ))))
+}
+
+/// The tower layer that rate-limits and counts requests.
+#[derive(Clone)]
+struct RequestLayer {
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    metrics: Metrics,
+}
+
+impl<S> tower::Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestService {
+            inner,
+            limiter: self.limiter.clone(),
+            waiting: None,
+            permitted: false,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Waits for a token in `poll_ready`, not in `call`: kube's inner stack is
+/// not `Clone`, so the wait cannot move into the response future. kube's
+/// client puts a buffer in front of the stack, so callers queue there in
+/// order while one request waits for its token, as in client-go.
+struct RequestService<S> {
+    inner: S,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    waiting: Option<Wait>,
+    /// A token was taken for the next `call`.
+    permitted: bool,
+    metrics: Metrics,
+}
+
+impl<S, B> tower::Service<Request<B>> for RequestService<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if !self.permitted {
+            if let Some(limiter) = &self.limiter {
+                let waiting = self.waiting.get_or_insert_with(|| {
+                    let limiter = Arc::clone(limiter);
+                    Box::pin(async move { limiter.until_ready().await })
+                });
+                ready!(waiting.as_mut().poll(cx));
+                self.waiting = None;
+            }
+            self.permitted = true;
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.permitted = false;
+        let kind = classify(
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        );
+        self.metrics.kube_request(kind.verb, &kind.resource);
+        self.inner.call(request)
+    }
+}
+
+/// What the API server would call a request: its verb and resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKind {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `deletecollection`, `proxy`; for paths outside `/api` and `/apis`
+    /// resources (discovery, `/version`), the lower-case method.
+    pub verb: &'static str,
+    /// The plural resource, with its subresource after a slash
+    /// (`pods/status`); empty for paths that name no resource.
+    pub resource: String,
+}
+
+/// The verb and resource of a request to `path` (and `query`), as the API
+/// server's request-info parser derives them.
+pub fn classify(method: &Method, path: &str, query: Option<&str>) -> RequestKind {
+    let non_resource = || RequestKind {
+        verb: lower_case_method(method),
+        resource: String::new(),
+    };
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // `/api/<version>/...` or `/apis/<group>/<version>/...`, with something
+    // after the version; shorter paths are discovery.
+    let rest = match parts.as_slice() {
+        ["api", _version, rest @ ..] if !rest.is_empty() => rest,
+        ["apis", _group, _version, rest @ ..] if !rest.is_empty() => rest,
+        _ => return non_resource(),
+    };
+
+    // The deprecated `/watch/...` and `/proxy/...` forms put the verb first.
+    let (mut verb, mut rest) = match rest {
+        ["watch", after @ ..] if !after.is_empty() => ("watch", after),
+        ["proxy", after @ ..] if !after.is_empty() => ("proxy", after),
+        _ => (resource_verb(method), rest),
+    };
+
+    // `namespaces/<ns>/<resource>...` is `<resource>` in namespace `<ns>`;
+    // `namespaces/<ns>`, `namespaces/<ns>/status` and `.../finalize` are the
+    // namespace itself.
+    if let ["namespaces", _namespace, next, ..] = rest
+        && !matches!(*next, "status" | "finalize")
+    {
+        rest = &rest[2..];
+    }
+
+    // resource / name / subresource / ...
+    let (resource, name, subresource) = match rest {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some(*name), None),
+        [resource, name, subresource, ..] if verb != "proxy" => {
+            (*resource, Some(*name), Some(*subresource))
+        }
+        [resource, name, ..] => (*resource, Some(*name), None),
+        [] => return non_resource(),
+    };
+    let has_name = name.is_some_and(|n| !n.is_empty());
+    if !has_name {
+        verb = match verb {
+            "get" if query.is_some_and(watch_requested) => "watch",
+            "get" => "list",
+            "delete" => "deletecollection",
+            other => other,
+        };
+    }
+    RequestKind {
+        verb,
+        resource: match subresource {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_owned(),
+        },
+    }
+}
+
+fn resource_verb(method: &Method) -> &'static str {
+    match *method {
+        Method::POST => "create",
+        Method::GET | Method::HEAD => "get",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
+}
+
+fn lower_case_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "get",
+        Method::HEAD => "head",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        Method::OPTIONS => "options",
+        _ => "unknown",
+    }
+}
+
+/// `watch=true` (or another spelling of true Go's `ParseBool` accepts).
+fn watch_requested(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        matches!(
+            pair.split_once('=').unwrap_or((pair, "")),
+            ("watch", "true" | "1" | "t" | "T" | "TRUE" | "True")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_like_the_api_server() {
+        let cases: &[(Method, &str, Option<&str>, &str, &str)] = &[
+            // core group, namespaced
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods",
+                None,
+                "list",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods",
+                Some("&labelSelector=a%3Db"),
+                "list",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods",
+                Some("&watch=true&resourceVersion=1"),
+                "watch",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods",
+                Some("watch=1"),
+                "watch",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods",
+                Some("watch=false"),
+                "list",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods/p-1",
+                None,
+                "get",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods/p-1",
+                Some("watch=true"),
+                "get",
+                "pods",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/ci/pods",
+                None,
+                "create",
+                "pods",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/ci/pods/p-1",
+                None,
+                "update",
+                "pods",
+            ),
+            (
+                Method::PATCH,
+                "/api/v1/namespaces/ci/pods/p-1",
+                None,
+                "patch",
+                "pods",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/ci/pods/p-1",
+                None,
+                "delete",
+                "pods",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/ci/pods",
+                None,
+                "deletecollection",
+                "pods",
+            ),
+            // subresources
+            (
+                Method::PATCH,
+                "/api/v1/namespaces/ci/pods/p-1/status",
+                None,
+                "patch",
+                "pods/status",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/ci/pods/p-1/eviction",
+                None,
+                "create",
+                "pods/eviction",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods/p-1/log",
+                Some("container=runner"),
+                "get",
+                "pods/log",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/ci/serviceaccounts/default/token",
+                None,
+                "create",
+                "serviceaccounts/token",
+            ),
+            // cluster-scoped, all namespaces
+            (Method::GET, "/api/v1/nodes", None, "list", "nodes"),
+            (
+                Method::GET,
+                "/api/v1/pods",
+                Some("watch=true"),
+                "watch",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces",
+                None,
+                "list",
+                "namespaces",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces",
+                None,
+                "create",
+                "namespaces",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci",
+                None,
+                "get",
+                "namespaces",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/ci",
+                None,
+                "delete",
+                "namespaces",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/ci/status",
+                None,
+                "update",
+                "namespaces/status",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/ci/finalize",
+                None,
+                "update",
+                "namespaces/finalize",
+            ),
+            // named groups
+            (
+                Method::GET,
+                "/apis/actions.runway.dev/v1alpha1/namespaces/ci/runnerscalesets",
+                Some("watch=true"),
+                "watch",
+                "runnerscalesets",
+            ),
+            (
+                Method::PATCH,
+                "/apis/actions.runway.dev/v1alpha1/namespaces/ci/runnerscalesets/linux/status",
+                Some("fieldManager=runway"),
+                "patch",
+                "runnerscalesets/status",
+            ),
+            (
+                Method::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/ci/leases/runway",
+                None,
+                "update",
+                "leases",
+            ),
+            (
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ci/events",
+                None,
+                "create",
+                "events",
+            ),
+            (
+                Method::GET,
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x.actions.runway.dev",
+                None,
+                "get",
+                "customresourcedefinitions",
+            ),
+            // legacy verb prefixes
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/ci/pods",
+                None,
+                "watch",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/ci/pods/p-1",
+                None,
+                "watch",
+                "pods",
+            ),
+            (
+                Method::GET,
+                "/api/v1/proxy/namespaces/ci/pods/p-1/some/path",
+                None,
+                "proxy",
+                "pods",
+            ),
+            // trailing slash
+            (
+                Method::GET,
+                "/api/v1/namespaces/ci/pods/",
+                None,
+                "list",
+                "pods",
+            ),
+            // not resources: discovery, version, anything else
+            (Method::GET, "/api", None, "get", ""),
+            (Method::GET, "/api/v1", None, "get", ""),
+            (Method::GET, "/apis", None, "get", ""),
+            (Method::GET, "/apis/actions.runway.dev", None, "get", ""),
+            (
+                Method::GET,
+                "/apis/actions.runway.dev/v1alpha1",
+                None,
+                "get",
+                "",
+            ),
+            (Method::GET, "/version", None, "get", ""),
+            (Method::GET, "/openapi/v2", None, "get", ""),
+            (Method::POST, "/", None, "post", ""),
+        ];
+        for (method, path, query, verb, resource) in cases {
+            assert_eq!(
+                classify(method, path, *query),
+                RequestKind {
+                    verb,
+                    resource: resource.to_string()
+                },
+                "{method} {path}?{}",
+                query.unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn rate_limit_options() {
+        let opts = |qps, burst| KubeClientOptions { qps, burst };
+        assert!(limiter(&opts(0.0, 0)).expect("unlimited").is_none());
+        assert!(limiter(&opts(-1.0, 10)).expect("unlimited").is_none());
+        assert!(
+            limiter(&opts(f32::INFINITY, 10))
+                .expect("unlimited")
+                .is_none()
+        );
+        assert!(limiter(&opts(50.0, 100)).expect("limited").is_some());
+        assert!(limiter(&opts(0.5, 1)).expect("limited").is_some());
+        let err = limiter(&opts(5.0, 0)).expect_err("burst 0 rejected");
+        assert!(err.to_string().contains("burst"), "{err}");
+        assert!(limiter(&opts(f32::NAN, 1)).is_err());
+        assert!(limiter(&opts(f32::MIN_POSITIVE, 1)).is_err());
+    }
+
+    #[test]
+    fn default_options() {
+        assert_eq!(
+            KubeClientOptions::default(),
+            KubeClientOptions {
+                qps: 50.0,
+                burst: 100
+            }
+        );
+    }
+
+    /// The sandbox's admin configuration (the shared real control plane).
+    async fn sandbox_config() -> (runway_sandbox::TestNamespace, kube::Config) {
+        let ns = runway_sandbox::test_namespace().await;
+        let config = ns
+            .plane()
+            .admin_config()
+            .await
+            .expect("sandbox admin config");
+        (ns, config)
+    }
+
+    #[tokio::test]
+    async fn counts_requests_by_verb_and_resource() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+
+        let (ns, config) = sandbox_config().await;
+        let metrics = Metrics::new();
+        let client = build(config, &KubeClientOptions::default(), metrics.clone()).expect("client");
+        let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, ns.name());
+
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some("counted".into()),
+                ..Default::default()
+            },
+            data: Some([("a".to_string(), "1".to_string())].into()),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
+        api.patch(
+            "counted",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"b": "2"}})),
+        )
+        .await
+        .expect("patch");
+        api.get("counted").await.expect("get");
+        api.delete("counted", &DeleteParams::default())
+            .await
+            .expect("delete");
+        api.list(&ListParams::default()).await.expect("list");
+
+        let key = |verb: &str| (verb.to_owned(), "configmaps".to_owned());
+        let requests = metrics.kube_requests();
+        for verb in ["create", "patch", "get", "delete", "list"] {
+            assert_eq!(requests.get(&key(verb)), Some(&1), "{verb}: {requests:?}");
+        }
+        assert_eq!(requests.values().sum::<u64>(), 5, "{requests:?}");
+        assert_eq!(
+            metrics.kube_writes(),
+            [key("create"), key("delete"), key("patch")]
+                .into_iter()
+                .map(|k| (k, 1))
+                .collect()
+        );
+        assert!(
+            metrics
+                .render()
+                .contains("runway_kube_writes_total{verb=\"patch\",resource=\"configmaps\"} 1\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn waits_for_tokens_over_the_limit() {
+        use k8s_openapi::api::core::v1::Namespace;
+
+        let (ns, config) = sandbox_config().await;
+        let metrics = Metrics::new();
+        let opts = KubeClientOptions { qps: 5.0, burst: 1 };
+        let client = build(config, &opts, metrics.clone()).expect("client");
+        let api: kube::Api<Namespace> = kube::Api::all(client);
+
+        // One token at once, then one every 200 ms: ten requests need at
+        // least 9 x 200 ms. Only the lower bound is a behaviour; the upper
+        // depends on the machine.
+        let started = std::time::Instant::now();
+        let gets = (0..10).map(|_| api.get(ns.name()));
+        for result in futures::future::join_all(gets).await {
+            result.expect("get namespace");
+        }
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1600),
+            "10 requests at 5 qps took only {elapsed:?}"
+        );
+        assert_eq!(
+            metrics.kube_requests(),
+            [(("get".to_owned(), "namespaces".to_owned()), 10)].into()
+        );
+    }
+}
