@@ -3,6 +3,7 @@ pub mod backoff;
 pub mod crd;
 pub mod github;
 pub mod kube_client;
+pub mod leader;
 pub mod listener;
 pub mod metrics;
 pub mod runner;
