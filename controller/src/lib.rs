@@ -6,6 +6,7 @@ pub mod kube_client;
 pub mod leader;
 pub mod listener;
 pub mod metrics;
+pub mod patch;
 pub mod runner;
 pub mod scale_set;
 pub mod scaler;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::Api;
 use kube::api::PostParams;
-use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource};
+use kube::runtime::events::EventType;
 use rand::Rng;
 
 use super::jit_secret;
@@ -331,18 +331,10 @@ impl<R: RunnerRegistry> Pass<'_, R> {
 
     /// An Event on the scale set; failing to record it fails nothing.
     async fn event(&self, type_: EventType, reason: &str, note: String, out: &mut Outcome) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "CreateRunner".into(),
-            secondary: None,
-        };
         out.kube.events += 1;
-        let reference = self.rss.object_ref(&());
-        if let Err(error) = self.ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(scale_set = %self.name, %error, "could not record an event");
-        }
+        self.ctx
+            .event(self.rss, type_, reason, "CreateRunner", note)
+            .await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! A runner is a Pod, not a custom resource: everything the controller needs
 //! to know about it lives in the pod's labels and annotations (names below).
 
+pub mod cleanup;
 mod create;
 pub mod demand;
 mod dind;

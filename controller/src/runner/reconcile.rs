@@ -8,13 +8,14 @@
 //!   and registration), so no half-made runner is left;
 //! - a JIT config is used once: failed pods are replaced by new runners
 //!   (new name, new JIT config), never restarted;
-//! - a busy runner is never deleted by this reconciler, and a deleted pod's
+//! - a busy runner is never deleted by this reconciler, and an idle pod's
 //!   finalizer stays until GitHub has removed its registration; a runner
 //!   still running a job keeps it (requeue), nothing is forced;
-//! - the Kubernetes writes per job are the four of the design (Pod create,
-//!   Secret create, Pod delete, finalizer removal), plus one patch when a
-//!   job starts (busy annotation); every write and GitHub call is counted in
-//!   the [`Outcome`].
+//! - the Kubernetes writes per job are four: Pod create, Secret create, one
+//!   patch when the job starts (busy annotation and, in the same write, the
+//!   finalizer's removal: see [`Pass::mark_busy`]) and Pod delete; a runner
+//!   that ends without a job pays the finalizer removal instead of the busy
+//!   mark. Every write and GitHub call is counted in the [`Outcome`].
 //!
 //! This file gathers, decides and removes runners; `create` makes new ones;
 //! `outcome` holds what a pass reports.
@@ -23,23 +24,26 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::{Api, Client};
-use serde::Serialize;
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use super::demand::Demand;
 pub use super::outcome::{
     CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls, KubeWrites, Outcome,
     ReconcileError, RunnerCondition,
 };
+use super::pod::jit_secret_name;
 use super::pod::{SidecarSupport, busy_annotations, is_busy};
 use super::registry::RunnerRegistry;
 use super::state::{Memory, has_registration_finalizer, pod_name, runner_id, runner_of, to_chrono};
 use super::{REGISTRATION_FINALIZER, SCALE_SET_LABEL};
 use crate::crd::RunnerScaleSet;
 use crate::github::Error as GitHubError;
+use crate::patch;
 use crate::scaler::{self, DeleteReason, RunnerState, ScaleInput, ScalePolicy};
 
 /// Tunables of the reconciler; the defaults suit a real cluster.
@@ -108,6 +112,27 @@ impl<R: RunnerRegistry> Context<R> {
     pub fn remembered(&self) -> Memory {
         self.memory().clone()
     }
+
+    /// Records an Event on `rss`; failing to record it fails nothing.
+    pub async fn event(
+        &self,
+        rss: &RunnerScaleSet,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &rss.object_ref(&())).await {
+            tracing::warn!(scale_set = %rss.name_any(), %error, "could not record an event");
+        }
+    }
 }
 
 /// One pass for one scale set. See the module comment.
@@ -116,45 +141,20 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
     rss: &RunnerScaleSet,
     demand: &Demand,
 ) -> Result<Outcome, ReconcileError> {
-    let name = rss
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(ReconcileError::NotStored {
-            field: "metadata.name",
-        })?;
-    let namespace = rss
-        .metadata
-        .namespace
-        .as_deref()
-        .ok_or(ReconcileError::NotStored {
-            field: "metadata.namespace",
-        })?;
-    let scale_set_id = rss
-        .status
-        .as_ref()
-        .and_then(|s| s.scale_set_id)
-        .ok_or_else(|| ReconcileError::NoScaleSetId {
-            namespace: namespace.into(),
-            name: name.into(),
-        })?;
-    let pass = Pass {
-        ctx,
-        rss,
-        name,
-        namespace,
-        scale_set_id,
-        pods: Api::namespaced(ctx.kube.clone(), namespace),
-    };
-
+    let pass = Pass::new(ctx, rss)?;
     // Gather.
-    let selector = format!("{SCALE_SET_LABEL}={name}");
-    let pods = pass
-        .pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| ReconcileError::kube(format!("list pods {selector} in {namespace}"), e))?
-        .items;
+    let mut pods = pass.list().await?;
+    let mut out = Outcome::default();
+    if !ctx.memory().secrets_checked {
+        let half_made = pass.half_made(&pods).await?;
+        for pod in pods.iter().filter(|p| half_made.contains(pod_name(p))) {
+            tracing::info!(scale_set = %pass.name, pod = pod_name(pod), "runner pod without its JIT Secret (a crash between the two creates): taking it apart");
+            let result = pass.retire(pod, &mut out).await;
+            pass.note(result, &mut out);
+        }
+        pods.retain(|p| !half_made.contains(pod_name(p)));
+        ctx.memory().secrets_checked = true;
+    }
     let runners: Vec<_> = pods
         .iter()
         .map(|p| runner_of(p, &rss.spec, demand))
@@ -188,7 +188,6 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
 
     // Apply: leaving runners first (they free quota and `maxRunners`), then
     // busy marks, then new runners.
-    let mut out = Outcome::default();
     for (pod, runner) in pods.iter().zip(&input.runners) {
         if runner.state != RunnerState::Finishing {
             continue;
@@ -235,6 +234,20 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
     Ok(out)
 }
 
+/// Whether any container of the pod has run: the kubelet found its Secret.
+fn has_started(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    matches!(
+        status.and_then(|s| s.phase.as_deref()),
+        Some("Running" | "Succeeded" | "Failed")
+    ) || status
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.state.as_ref().is_some_and(|s| s.waiting.is_none()))
+        })
+}
+
 /// A pod that reached Running after the last startup failure shows that
 /// runners start again.
 fn started_since(pod: &Pod, since: Option<DateTime<Utc>>) -> bool {
@@ -263,7 +276,83 @@ pub(super) struct Pass<'a, R> {
     pub(super) pods: Api<Pod>,
 }
 
-impl<R: RunnerRegistry> Pass<'_, R> {
+impl<'a, R: RunnerRegistry> Pass<'a, R> {
+    /// A pass over a stored `RunnerScaleSet` whose scale set exists.
+    pub(super) fn new(
+        ctx: &'a Context<R>,
+        rss: &'a RunnerScaleSet,
+    ) -> Result<Self, ReconcileError> {
+        let name = rss
+            .metadata
+            .name
+            .as_deref()
+            .ok_or(ReconcileError::NotStored {
+                field: "metadata.name",
+            })?;
+        let namespace = rss
+            .metadata
+            .namespace
+            .as_deref()
+            .ok_or(ReconcileError::NotStored {
+                field: "metadata.namespace",
+            })?;
+        let scale_set_id = rss
+            .status
+            .as_ref()
+            .and_then(|s| s.scale_set_id)
+            .ok_or_else(|| ReconcileError::NoScaleSetId {
+                namespace: namespace.into(),
+                name: name.into(),
+            })?;
+        Ok(Pass {
+            ctx,
+            rss,
+            name,
+            namespace,
+            scale_set_id,
+            pods: Api::namespaced(ctx.kube.clone(), namespace),
+        })
+    }
+
+    /// Runner pods not yet started whose JIT Secret does not exist: a
+    /// previous process stopped between creating the pod and its Secret.
+    /// Such a pod never starts (its env comes from the Secret), so it would
+    /// hold a runner slot until the stuck-pending timeout.
+    pub(super) async fn half_made(&self, pods: &[Pod]) -> Result<BTreeSet<String>, ReconcileError> {
+        let selector = format!("{SCALE_SET_LABEL}={}", self.name);
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.kube.clone(), self.namespace);
+        let existing: BTreeSet<String> = secrets
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| {
+                ReconcileError::kube(format!("list secrets {selector} in {}", self.namespace), e)
+            })?
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .collect();
+        Ok(pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && !has_started(p))
+            .map(pod_name)
+            .filter(|name| !existing.contains(&jit_secret_name(name)))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The scale set's runner pods.
+    pub(super) async fn list(&self) -> Result<Vec<Pod>, ReconcileError> {
+        let selector = format!("{SCALE_SET_LABEL}={}", self.name);
+        Ok(self
+            .pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| {
+                ReconcileError::kube(format!("list pods {selector} in {}", self.namespace), e)
+            })?
+            .items)
+    }
+
     pub(super) fn note(&self, result: Result<(), ReconcileError>, out: &mut Outcome) {
         if let Err(error) = result {
             tracing::warn!(scale_set = %self.name, namespace = %self.namespace, %error, "runner reconcile step failed");
@@ -374,45 +463,20 @@ impl<R: RunnerRegistry> Pass<'_, R> {
         }
     }
 
-    /// A JSON patch that removes exactly our finalizer, guarded by a test
-    /// of its position so that a concurrent change of the list fails the
-    /// patch instead of removing someone else's finalizer.
+    /// Removes our finalizer (see [`patch::remove_finalizer`]); nothing to
+    /// do if the pod does not hold it.
     pub(super) async fn remove_finalizer(
         &self,
         pod: &Pod,
         out: &mut Outcome,
     ) -> Result<(), ReconcileError> {
         let name = pod_name(pod);
-        let Some(index) = pod
-            .metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .position(|f| f == REGISTRATION_FINALIZER)
-        else {
+        let ops = patch::remove_finalizer(&pod.metadata, REGISTRATION_FINALIZER);
+        if ops.is_empty() {
             return Ok(());
-        };
-        let path = format!("/metadata/finalizers/{index}");
-        let ops = [
-            JsonPatchOp {
-                op: "test",
-                path: &path,
-                value: Some(REGISTRATION_FINALIZER),
-            },
-            JsonPatchOp {
-                op: "remove",
-                path: &path,
-                value: None,
-            },
-        ];
-        let patch = serde_json::to_value(ops)
-            .and_then(serde_json::from_value)
-            .map_err(|e| {
-                ReconcileError::kube(
-                    format!("build the finalizer patch of {name}"),
-                    kube::Error::SerdeError(e),
-                )
-            })?;
+        }
+        let patch = patch::json_patch(ops)
+            .map_err(|e| ReconcileError::kube(format!("build the finalizer patch of {name}"), e))?;
         out.kube.finalizer_removals += 1;
         match self
             .pods
@@ -431,23 +495,24 @@ impl<R: RunnerRegistry> Pass<'_, R> {
         }
     }
 
+    /// Marks a runner busy (its job started) and, in the same write, lets
+    /// go of the registration finalizer: from now on GitHub removes the
+    /// ephemeral registration itself when the job ends, and a busy runner
+    /// cannot be unregistered anyway (`JobStillRunning`), so the finalizer
+    /// could only hold the pod, never do its job. This keeps a job's writes
+    /// at four (Secret create, Pod create, this patch, Pod delete).
     pub(super) async fn mark_busy(
         &self,
         pod: &Pod,
         out: &mut Outcome,
     ) -> Result<(), ReconcileError> {
         let name = pod_name(pod);
-        let patch = Pod {
-            metadata: ObjectMeta {
-                annotations: Some(busy_annotations()),
-                ..ObjectMeta::default()
-            },
-            ..Pod::default()
-        };
+        let patch = patch::json_patch(busy_ops(pod))
+            .map_err(|e| ReconcileError::kube(format!("build the busy patch of {name}"), e))?;
         out.kube.busy_patches += 1;
         match self
             .pods
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
             .await
         {
             Ok(_) => {
@@ -460,17 +525,54 @@ impl<R: RunnerRegistry> Pass<'_, R> {
     }
 }
 
-#[derive(Serialize)]
-struct JsonPatchOp<'a> {
-    op: &'a str,
-    path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<&'a str>,
+/// The busy annotations, then the finalizer removal.
+fn busy_ops(pod: &Pod) -> Vec<patch::Op> {
+    let annotations = busy_annotations();
+    let mut ops = patch::set_annotations(
+        &pod.metadata,
+        annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    ops.extend(patch::remove_finalizer(
+        &pod.metadata,
+        REGISTRATION_FINALIZER,
+    ));
+    ops
 }
 
 fn api_code(error: &kube::Error) -> Option<u16> {
     match error {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+    use serde_json::json;
+
+    #[test]
+    fn the_busy_mark_removes_only_our_finalizer_in_the_same_patch() {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                annotations: Some([("a".to_string(), "b".to_string())].into()),
+                finalizers: Some(vec![
+                    "example.com/other".into(),
+                    REGISTRATION_FINALIZER.into(),
+                ]),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        assert_eq!(
+            serde_json::to_value(busy_ops(&pod)).unwrap(),
+            json!([
+                {"op": "add", "path": "/metadata/annotations/actions.runway.dev~1busy", "value": "true"},
+                {"op": "add", "path": "/metadata/annotations/karpenter.sh~1do-not-disrupt", "value": "true"},
+                {"op": "test", "path": "/metadata/finalizers/1", "value": REGISTRATION_FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/1"},
+            ])
+        );
     }
 }

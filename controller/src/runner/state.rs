@@ -139,6 +139,9 @@ pub struct Memory {
     /// The last quota refusal's message, repeated in the condition while the
     /// backoff lasts.
     pub quota_message: Option<String>,
+    /// The first pass looked for pods without their JIT Secret (left by a
+    /// crash); later passes make and remove runners whole.
+    pub secrets_checked: bool,
 }
 
 #[cfg(test)]
