@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 pub mod backoff;
+pub mod conditions;
 pub mod crd;
 pub mod github;
 pub mod kube_client;

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use crate::crd::RunnerScaleSet;
 use crate::github::wire::{self, Label, RunnerScaleSetRequest};
 
-pub use checkpoint::{CheckpointError, StatusCheckpoint};
+pub use checkpoint::{CheckpointError, SharedConditions, StatusCheckpoint};
 pub use github::{Deleted, delete_scale_set_if_ours, ensure_scale_set};
 pub use supervisor::{SupervisorError, SupervisorOptions, Totals, run_scale_set};
 

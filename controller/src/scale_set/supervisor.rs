@@ -22,28 +22,37 @@
 //!   supervisor again (the caller restarts it), which resumes the session
 //!   from the status.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{EnsureError, Owner, StatusCheckpoint, ensure_scale_set};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::checkpoint::lock;
+use super::{EnsureError, Owner, SharedConditions, StatusCheckpoint, ensure_scale_set};
+use crate::conditions::{CONDITION_LISTENING, CONDITION_READY, condition, merge, says};
 use crate::crd::{self, RunnerScaleSet, SpecError};
 use crate::github::{
     self, ActionsClient, ClientOptions, ConfigError, Credentials, CredentialsError, GitHubConfig,
 };
 use crate::listener::{self, Backoff, Limits, Listener, ListenerConfig, ListenerError, Resume};
-use crate::runner::reconcile::{GitHubCalls, KubeWrites};
+use crate::metrics::{Metrics, ScaleSetMetrics, ScaleSetStatistics};
+use crate::runner::reconcile::{
+    CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls, KubeWrites, RunnerCondition,
+};
 use crate::runner::state::runner_state;
 use crate::runner::{self, Context, SCALE_SET_LABEL, Settings, reconcile_runners};
-use crate::scaler::RunnerState;
+use crate::scaler::{DeleteReason, RunnerState};
 
 /// The shortest wait between two passes, so that a `requeue_after` of zero
 /// (a backoff already due) cannot turn the loop into a busy loop.
@@ -63,6 +72,13 @@ pub struct SupervisorOptions {
     /// A pass at least this often, even when neither the listener nor the
     /// pod watch reports a change (a watch that is reconnecting).
     pub resync: Duration,
+    /// The shortest time between two status writes of the runner counts,
+    /// and between two listener checkpoints of the same session: status is
+    /// for people and restarts, and must not cost a write per job.
+    pub status_interval: Duration,
+    /// The controller's metrics: each scale set publishes ARC's `gha_*`
+    /// series there.
+    pub metrics: Option<Metrics>,
     /// Where to publish the running [`Totals`] (metrics, tests); `None`
     /// keeps them to the supervisor.
     pub totals: Option<watch::Sender<Totals>>,
@@ -90,6 +106,8 @@ impl Default for SupervisorOptions {
             listener_backoff: Backoff::default(),
             listener_shutdown_timeout: Duration::from_secs(10),
             resync: Duration::from_secs(5),
+            status_interval: Duration::from_secs(5),
+            metrics: None,
             totals: None,
         }
     }
@@ -126,6 +144,16 @@ pub enum SupervisorError {
         secret: String,
         #[source]
         source: CredentialsError,
+    },
+
+    #[error(
+        "githubServerTLS.certificateFrom.configMapKeyRef: ConfigMap {namespace}/{config_map} key {key:?}: {reason}"
+    )]
+    ServerTls {
+        namespace: String,
+        config_map: String,
+        key: String,
+        reason: String,
     },
 
     #[error(transparent)]
@@ -172,6 +200,7 @@ impl SupervisorError {
             SupervisorError::SecretMissing { .. } => "secret_missing",
             SupervisorError::ReadSecret { .. } => "read_secret",
             SupervisorError::Credentials { .. } => "credentials",
+            SupervisorError::ServerTls { .. } => "github_server_tls",
             SupervisorError::GitHubConfigUrl(_) => "github_config_url",
             SupervisorError::Client { .. } => "client",
             SupervisorError::ScaleSet(e) => e.metric_label(),
@@ -232,6 +261,49 @@ struct StatusPatch<T: Serialize> {
     status: T,
 }
 
+/// The counts, and the conditions when they changed.
+#[derive(Debug, Serialize)]
+struct SummaryStatus<'a> {
+    #[serde(flatten)]
+    summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<&'a [Condition]>,
+}
+
+/// The runner conditions (`QuotaExceeded`, `IrsaMissing`) that change:
+/// those a pass raised, and those no longer raised that are still true.
+fn runner_conditions(
+    current: &[Condition],
+    raised: &[RunnerCondition],
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    let now = chrono::Utc::now();
+    let mut updates = Vec::new();
+    for type_ in [CONDITION_QUOTA_EXCEEDED, CONDITION_IRSA_MISSING] {
+        let update = match raised.iter().find(|c| c.type_ == type_) {
+            Some(c) => condition(type_, true, c.reason, c.message.clone(), generation, now),
+            None if current
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == "True") =>
+            {
+                condition(
+                    type_,
+                    false,
+                    "Resolved",
+                    "the last runner pass did not hit this",
+                    generation,
+                    now,
+                )
+            }
+            None => continue,
+        };
+        if !says(current, &update) {
+            updates.push(update);
+        }
+    }
+    updates
+}
+
 /// What [`run_scale_set`] writes once the scale set exists on GitHub.
 /// `sessionId` and `lastMessageId` are sent only when the scale set is new
 /// (a new id): the old session and message ids mean nothing for it.
@@ -247,6 +319,7 @@ struct ScaleSetStatus<'a> {
     session_id: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_message_id: Option<i64>,
+    conditions: &'a [Condition],
 }
 
 /// Runs one `RunnerScaleSet` until `shutdown` turns true (or its sender is
@@ -285,7 +358,10 @@ pub async fn run_scale_set(
 
         let previous = rss.status.clone().unwrap_or_default();
         let same_scale_set = previous.scale_set_id == Some(scale_set.id);
+        let conditions =
+            ready_conditions(&previous.conditions, &scale_set, rss.metadata.generation);
         let status = ScaleSetStatus {
+            conditions: &conditions,
             scale_set_id: scale_set.id,
             runner_group_id: scale_set.runner_group_id,
             runner_group_name: &scale_set.runner_group_name,
@@ -313,13 +389,14 @@ pub async fn run_scale_set(
         } else {
             Resume::default()
         };
-        Ok::<_, SupervisorError>((client, scale_set, rss, resume, previous))
+        Ok::<_, SupervisorError>((client, scale_set, rss, resume, previous, conditions))
     };
-    let (client, scale_set, rss, resume, previous) = tokio::select! {
+    let (client, scale_set, rss, resume, previous, conditions) = tokio::select! {
         prepared = prepare => prepared?,
         () = stopped(&mut shutdown) => return Ok(()),
     };
 
+    let shared_conditions: SharedConditions = Arc::new(std::sync::Mutex::new(conditions));
     let (demand_tx, demand_rx) = watch::channel(listener::Demand::default());
     // Dropped when this function returns, so the listener stops with it
     // whatever ends the supervisor.
@@ -336,10 +413,14 @@ pub async fn run_scale_set(
             },
         )
     };
-    let checkpoint = StatusCheckpoint::new(scale_sets.clone(), owner.name.clone());
+    let checkpoint = StatusCheckpoint::new(scale_sets.clone(), owner.name.clone())
+        .every(opts.status_interval)
+        .with_conditions(shared_conditions.clone());
     let listener = Listener::new(client.clone(), checkpoint, config, demand_tx);
     let listener_task = tokio::spawn(async move { listener.run(resume, stop_rx).await });
 
+    let (owner_ns, owner_name) = (owner.namespace.clone(), owner.name.clone());
+    let generation = rss.metadata.generation;
     let supervisor = Supervisor {
         ctx: Context::new(kube.clone(), client, opts.runners.clone()),
         pods: Api::namespaced(kube, &owner.namespace),
@@ -347,9 +428,24 @@ pub async fn run_scale_set(
         owner,
         scale_set_id: scale_set.id,
         resync: opts.resync,
+        status_interval: opts.status_interval,
         written: previous_summary(&previous),
+        written_at: None,
+        conditions: shared_conditions,
+        generation,
         totals: Totals::default(),
         publish: opts.totals.clone(),
+        gauges: opts.metrics.as_ref().map(|m| {
+            let series = m.scale_set(&owner_ns, &owner_name);
+            series.set_limits(
+                u64::from(rss.spec.min_runners()),
+                // Unbounded, as ARC reports it.
+                rss.spec
+                    .max_runners()
+                    .map_or(u64::from(i32::MAX.unsigned_abs()), u64::from),
+            );
+            Gauges::new(series)
+        }),
     };
     supervisor
         .reconcile_loop(
@@ -362,7 +458,41 @@ pub async fn run_scale_set(
         .await
 }
 
-async fn github_client(
+/// `Ready` (the scale set exists) and `Listening` (not yet: the listener
+/// opens its session next).
+fn ready_conditions(
+    previous: &[Condition],
+    scale_set: &github::wire::RunnerScaleSet,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    let now = chrono::Utc::now();
+    merge(
+        previous,
+        [
+            condition(
+                CONDITION_READY,
+                true,
+                "ScaleSetReady",
+                format!(
+                    "scale set {} ({:?}) in runner group {:?} on GitHub",
+                    scale_set.id, scale_set.name, scale_set.runner_group_name
+                ),
+                generation,
+                now,
+            ),
+            condition(
+                CONDITION_LISTENING,
+                false,
+                "Connecting",
+                "opening a message session",
+                generation,
+                now,
+            ),
+        ],
+    )
+}
+
+pub(crate) async fn github_client(
     kube: &Client,
     rss: &RunnerScaleSet,
     owner: &Owner,
@@ -395,12 +525,57 @@ async fn github_client(
             source,
         })?;
     let config = GitHubConfig::parse(&rss.spec.github_config_url)?;
-    ActionsClient::new(config, credentials, opts.github.clone()).map_err(|source| {
-        SupervisorError::Client {
-            url: rss.spec.github_config_url.clone(),
-            source,
-        }
+    let mut options = opts.github.clone();
+    if let Some(pem) = server_ca(kube, rss, owner).await? {
+        options.transport.extra_root_ca_pem = Some(pem);
+    }
+    ActionsClient::new(config, credentials, options).map_err(|source| SupervisorError::Client {
+        url: rss.spec.github_config_url.clone(),
+        source,
     })
+}
+
+/// The CA bundle `githubServerTLS.certificateFrom.configMapKeyRef` names
+/// (ARC's setting for GitHub Enterprise Server behind a private CA).
+async fn server_ca(
+    kube: &Client,
+    rss: &RunnerScaleSet,
+    owner: &Owner,
+) -> Result<Option<Vec<u8>>, SupervisorError> {
+    let Some(selector) = rss
+        .spec
+        .github_server_tls
+        .as_ref()
+        .and_then(|tls| tls.certificate_from.as_ref())
+        .and_then(|from| from.config_map_key_ref.as_ref())
+    else {
+        return Ok(None);
+    };
+    let error = |reason: String| SupervisorError::ServerTls {
+        namespace: owner.namespace.clone(),
+        config_map: selector.name.clone(),
+        key: selector.key.clone(),
+        reason,
+    };
+    let maps: Api<ConfigMap> = Api::namespaced(kube.clone(), &owner.namespace);
+    let map = maps
+        .get_opt(&selector.name)
+        .await
+        .map_err(|e| error(format!("reading it failed: {e}")))?
+        .ok_or_else(|| error("it does not exist".into()))?;
+    let pem = map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&selector.key))
+        .map(|v| v.as_bytes().to_vec())
+        .or_else(|| {
+            map.binary_data
+                .as_ref()
+                .and_then(|d| d.get(&selector.key))
+                .map(|v| v.0.clone())
+        })
+        .ok_or_else(|| error("the key is missing".into()))?;
+    Ok(Some(pem))
 }
 
 /// The counts already in the status, so that a restart does not rewrite
@@ -423,10 +598,64 @@ struct Supervisor {
     owner: Owner,
     scale_set_id: i64,
     resync: Duration,
-    /// The summary last written to the status.
+    status_interval: Duration,
+    /// The summary last written to the status, and when.
     written: Option<Summary>,
+    written_at: Option<Instant>,
+    /// The status conditions, shared with the listener's checkpoint.
+    conditions: SharedConditions,
+    generation: Option<i64>,
     totals: Totals,
     publish: Option<watch::Sender<Totals>>,
+    gauges: Option<Gauges>,
+}
+
+/// ARC's per-scale-set series, fed from the listener's demand.
+struct Gauges {
+    series: ScaleSetMetrics,
+    /// Runners whose JobStarted / JobCompleted were counted already.
+    started: BTreeSet<String>,
+    completed: BTreeSet<String>,
+}
+
+impl Gauges {
+    fn new(series: ScaleSetMetrics) -> Self {
+        Self {
+            series,
+            started: BTreeSet::new(),
+            completed: BTreeSet::new(),
+        }
+    }
+
+    fn update(&mut self, demand: &listener::Demand) {
+        let stats = &demand.statistics;
+        self.series.set_statistics(&ScaleSetStatistics {
+            assigned_jobs: stats.assigned_jobs.into(),
+            running_jobs: stats.running_jobs.into(),
+            registered_runners: stats.registered_runners.into(),
+            busy_runners: stats.busy_runners.into(),
+            idle_runners: stats.idle_runners.into(),
+        });
+        self.series.set_desired_runners(u64::from(demand.desired));
+        let now = chrono::Utc::now();
+        for (runner, job) in &demand.busy {
+            if self.started.insert(runner.clone()) {
+                self.series.job_started();
+                if let Some(waited) = job.started.and_then(|at| (now - at).to_std().ok()) {
+                    self.series.observe_startup(waited);
+                }
+            }
+        }
+        for runner in &demand.completed {
+            if self.completed.insert(runner.clone()) {
+                self.series.job_completed();
+            }
+        }
+        // Forget what the listener forgot, so the sets stay bounded.
+        self.started
+            .retain(|r| demand.busy.contains_key(r) || demand.completed.contains(r));
+        self.completed.retain(|r| demand.completed.contains(r));
+    }
 }
 
 impl Supervisor {
@@ -446,7 +675,13 @@ impl Supervisor {
         .default_backoff()
         .boxed();
         loop {
-            let demand = runner::Demand::from(&*demand_rx.borrow_and_update());
+            let demand = {
+                let raw = demand_rx.borrow_and_update();
+                if let Some(gauges) = &mut self.gauges {
+                    gauges.update(&raw);
+                }
+                runner::Demand::from(&*raw)
+            };
             let wait = self.pass(rss, &demand).await;
             tokio::select! {
                 event = pod_events.next() => {
@@ -497,10 +732,15 @@ impl Supervisor {
                 for error in &outcome.errors {
                     tracing::warn!(scale_set = %self.owner.name, %error, "runner pass step failed");
                 }
-                self.write_summary(outcome.plan.desired, demand).await;
+                self.record_events(rss, &outcome).await;
+                let held = self
+                    .write_summary(outcome.plan.desired, demand, &outcome.conditions)
+                    .await;
                 outcome
                     .requeue_after
-                    .map_or(self.resync, |after| after.min(self.resync))
+                    .into_iter()
+                    .chain(held)
+                    .fold(self.resync, Duration::min)
             }
             Err(error) => {
                 tracing::warn!(scale_set = %self.owner.name, %error, "runner pass failed");
@@ -513,9 +753,80 @@ impl Supervisor {
         wait.max(MIN_REQUEUE)
     }
 
-    /// Writes the counts to the status if they changed. A failure is logged
-    /// and retried on the next pass (the counts are informational).
-    async fn write_summary(&mut self, desired: u32, demand: &runner::Demand) {
+    /// Events people read in `kubectl describe rss`: one per kind of change
+    /// in a pass (new runners, scale-down, failed runners), not one per pod.
+    async fn record_events(&mut self, rss: &RunnerScaleSet, outcome: &runner::Outcome) {
+        let desired = outcome.plan.desired;
+        let mut events = Vec::new();
+        if !outcome.created.is_empty() {
+            events.push((
+                EventType::Normal,
+                "ScaledUp",
+                format!(
+                    "created {} runner(s) for {desired} desired: {}",
+                    outcome.created.len(),
+                    names(&outcome.created)
+                ),
+            ));
+        }
+        for (reason, type_, kind, what) in [
+            (
+                DeleteReason::ScaleDown,
+                EventType::Normal,
+                "ScaledDown",
+                "idle runner(s) removed",
+            ),
+            (
+                DeleteReason::Failed,
+                EventType::Warning,
+                "RunnerFailed",
+                "failed runner pod(s) replaced",
+            ),
+            (
+                DeleteReason::StuckPending,
+                EventType::Warning,
+                "RunnerStuckPending",
+                "runner pod(s) pending too long replaced",
+            ),
+            (
+                DeleteReason::Outdated,
+                EventType::Normal,
+                "RunnerOutdated",
+                "idle runner(s) with an old template replaced",
+            ),
+        ] {
+            let gone: Vec<String> = outcome
+                .plan
+                .delete
+                .iter()
+                .filter(|d| d.reason == reason && outcome.deleted.contains(&d.name))
+                .map(|d| d.name.clone())
+                .collect();
+            if !gone.is_empty() {
+                let note = format!(
+                    "{} {what} ({desired} desired): {}",
+                    gone.len(),
+                    names(&gone)
+                );
+                events.push((type_, kind, note));
+            }
+        }
+        for (type_, reason, note) in events {
+            self.totals.kube.events += 1;
+            self.ctx.event(rss, type_, reason, "Scale", note).await;
+        }
+    }
+
+    /// Writes the counts to the status if they changed, at most once per
+    /// `status_interval`; returns how long a changed summary is held back.
+    /// A failure is logged and retried on the next pass (the counts are
+    /// informational).
+    async fn write_summary(
+        &mut self,
+        desired: u32,
+        demand: &runner::Demand,
+        raised: &[RunnerCondition],
+    ) -> Option<Duration> {
         let selector = format!("{SCALE_SET_LABEL}={}", self.owner.name);
         let pods = match self
             .pods
@@ -525,14 +836,30 @@ impl Supervisor {
             Ok(list) => list.items,
             Err(error) => {
                 tracing::warn!(scale_set = %self.owner.name, %error, "listing runner pods for the status failed");
-                return;
+                return None;
             }
         };
         let summary = Summary::of(desired, &pods, demand);
-        if self.written == Some(summary) {
-            return;
+        let conditions = {
+            let current = lock(&self.conditions);
+            let updates = runner_conditions(&current, raised, self.generation);
+            (!updates.is_empty()).then(|| merge(&current, updates))
+        };
+        if self.written == Some(summary) && conditions.is_none() {
+            return None;
         }
-        let patch = StatusPatch { status: summary };
+        let since = self.written_at.map(|at| at.elapsed());
+        if let Some(held) = since.and_then(|since| self.status_interval.checked_sub(since))
+            && !held.is_zero()
+        {
+            return Some(held);
+        }
+        let patch = StatusPatch {
+            status: SummaryStatus {
+                summary,
+                conditions: conditions.as_deref(),
+            },
+        };
         match self
             .scale_sets
             .patch_status(
@@ -544,12 +871,17 @@ impl Supervisor {
         {
             Ok(_) => {
                 self.written = Some(summary);
+                if let Some(conditions) = conditions {
+                    *lock(&self.conditions) = conditions;
+                }
+                self.written_at = Some(Instant::now());
                 self.totals.status_writes += 1;
             }
             Err(error) => {
                 tracing::warn!(scale_set = %self.owner.name, %error, "writing the runner counts to the status failed");
             }
         }
+        None
     }
 
     /// Asks the listener to stop and waits for it (it deletes its session).
@@ -583,6 +915,21 @@ impl Supervisor {
             },
         }
     }
+}
+
+/// The first few names, and how many more.
+fn names(all: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = all
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > SHOWN {
+        text.push_str(&format!(" and {} more", all.len() - SHOWN));
+    }
+    text
 }
 
 /// Returns once `shutdown` is true, or its sender is gone (the same). The

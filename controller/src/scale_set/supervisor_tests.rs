@@ -58,6 +58,7 @@ fn a_new_scale_set_resets_the_resume_point_and_an_adopted_one_keeps_it() {
         observed_generation: Some(2),
         session_id: new.then_some(None),
         last_message_id: new.then_some(0),
+        conditions: &[],
     };
     assert_eq!(
         serde_json::to_value(StatusPatch {
@@ -67,6 +68,7 @@ fn a_new_scale_set_resets_the_resume_point_and_an_adopted_one_keeps_it() {
         serde_json::json!({ "status": {
             "scaleSetId": 7, "runnerGroupId": 1, "runnerGroupName": "Default",
             "observedGeneration": 2, "sessionId": null, "lastMessageId": 0,
+            "conditions": [],
         }})
     );
     assert_eq!(
@@ -76,7 +78,7 @@ fn a_new_scale_set_resets_the_resume_point_and_an_adopted_one_keeps_it() {
         .unwrap(),
         serde_json::json!({ "status": {
             "scaleSetId": 7, "runnerGroupId": 1, "runnerGroupName": "Default",
-            "observedGeneration": 2,
+            "observedGeneration": 2, "conditions": [],
         }})
     );
 }
