@@ -6,6 +6,7 @@ pub mod github;
 pub mod kube_client;
 pub mod leader;
 pub mod listener;
+pub mod manager;
 pub mod metrics;
 pub mod patch;
 pub mod runner;

@@ -5,9 +5,14 @@
 //! Every test starts its own fake, so tests share nothing. Times are
 //! milliseconds: a 300 ms long poll, millisecond retries, a client rate limit
 //! high enough that only the rate-limit test ever waits for it.
+//!
+//! [`scale_set`] holds the end-to-end harness: one `RunnerScaleSet` run by
+//! `run_scale_set` against the sandbox's kube-apiserver and a fake.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
+
+pub mod scale_set;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,483 @@
+//! The controller's top level: every `RunnerScaleSet` gets one worker task,
+//! a supervisor while it lives ([`run_scale_set`]) and a cleanup when it is
+//! deleted ([`cleanup`]).
+//!
+//! ```text
+//! watch RunnerScaleSets ─┐
+//! worker exits ──────────┼─> reconcile(key): decide (pure, see `plan`) -> act
+//! retry tick ────────────┘
+//! ```
+//!
+//! Invariants:
+//! - at most one worker per object at a time: a supervisor is stopped, and
+//!   its exit awaited, before another one or a cleanup starts (two listeners
+//!   of one scale set would fight over its session);
+//! - a live object carries [`FINALIZER`], added before its first supervisor,
+//!   so that its deletion always runs the cleanup;
+//! - a spec change (new `metadata.generation`) restarts the supervisor, which
+//!   applies it to GitHub and resumes the session from the status;
+//! - a failed supervisor is retried with exponential backoff, and says why in
+//!   the `Ready` condition and an Event; a scale set deleted on GitHub is
+//!   re-created by the retry.
+
+pub mod cleanup;
+mod plan;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::conditions::{self, CONDITION_LISTENING, CONDITION_READY};
+use crate::crd::RunnerScaleSet;
+use crate::patch;
+use crate::scale_set::{SupervisorError, SupervisorOptions, run_scale_set};
+pub use plan::{Kind, Step, Worker, plan};
+
+/// Held by every live `RunnerScaleSet` until its runners and its scale set on
+/// GitHub are gone.
+pub const FINALIZER: &str = "actions.runway.dev/cleanup";
+
+/// Tunables of the manager; the defaults suit a real cluster.
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    /// What every supervisor runs with.
+    pub supervisor: SupervisorOptions,
+    /// Watch one namespace only; `None` watches all.
+    pub namespace: Option<String>,
+    /// How long a deletion waits for busy runners before it gives up, lets
+    /// the object go and says in an Event what is left.
+    pub deletion_timeout: Duration,
+    /// How often a deletion looks again at the runners it waits for.
+    pub cleanup_interval: Duration,
+    /// First and longest wait before a failed supervisor is started again.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+}
+
+impl Default for ManagerOptions {
+    fn default() -> Self {
+        Self {
+            supervisor: SupervisorOptions::default(),
+            namespace: None,
+            deletion_timeout: Duration::from_secs(15 * 60),
+            cleanup_interval: Duration::from_secs(5),
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("watching RunnerScaleSets ended unexpectedly")]
+    WatchEnded,
+}
+
+/// `namespace/name`.
+type Key = (String, String);
+
+/// A worker's end, sent to the manager's loop.
+struct Exit {
+    key: Key,
+    worker: Worker,
+    result: Result<(), String>,
+    /// For a failed supervisor: its error's metric label and whether a
+    /// retry can help.
+    reason: Option<&'static str>,
+}
+
+struct Running {
+    worker: Worker,
+    stop: watch::Sender<bool>,
+    /// Stop was asked already.
+    stopping: bool,
+}
+
+/// Failures of the current (uid, generation) of an object.
+#[derive(Debug, Clone)]
+struct Failures {
+    uid_generation: (String, Option<i64>),
+    count: u32,
+    retry_at: Instant,
+}
+
+/// Runs until `shutdown`; then stops every worker and waits for them (each
+/// supervisor deletes its session).
+pub async fn run(
+    kube: Client,
+    opts: ManagerOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ManagerError> {
+    let api: Api<RunnerScaleSet> = match &opts.namespace {
+        Some(ns) => Api::namespaced(kube.clone(), ns),
+        None => Api::all(kube.clone()),
+    };
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let (exits_tx, mut exits) = mpsc::unbounded_channel();
+    let mut manager = Manager {
+        recorder: Recorder::new(
+            kube.clone(),
+            Reporter {
+                controller: "runway-controller".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        kube,
+        opts,
+        objects: HashMap::new(),
+        init: Vec::new(),
+        running: HashMap::new(),
+        failures: HashMap::new(),
+        exits: exits_tx,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => manager.on_event(event).await,
+                Some(Err(error)) => tracing::warn!(%error, "RunnerScaleSet watch failed; retrying"),
+                None => return Err(ManagerError::WatchEnded),
+            },
+            Some(exit) = exits.recv() => manager.on_exit(exit).await,
+            _ = tick.tick() => manager.on_tick().await,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    manager.stop_all(&mut exits).await;
+    Ok(())
+}
+
+struct Manager {
+    kube: Client,
+    opts: ManagerOptions,
+    recorder: Recorder,
+    objects: HashMap<Key, RunnerScaleSet>,
+    /// Objects seen during a watch (re)list, which ends with `InitDone`.
+    init: Vec<RunnerScaleSet>,
+    running: HashMap<Key, Running>,
+    failures: HashMap<Key, Failures>,
+    exits: mpsc::UnboundedSender<Exit>,
+}
+
+fn key_of(rss: &RunnerScaleSet) -> Key {
+    (rss.namespace().unwrap_or_default(), rss.name_any())
+}
+
+impl Manager {
+    async fn on_event(&mut self, event: watcher::Event<RunnerScaleSet>) {
+        match event {
+            watcher::Event::Apply(rss) => {
+                let key = key_of(&rss);
+                self.objects.insert(key.clone(), rss);
+                self.reconcile(&key).await;
+            }
+            watcher::Event::Delete(rss) => {
+                let key = key_of(&rss);
+                self.objects.remove(&key);
+                self.reconcile(&key).await;
+            }
+            watcher::Event::Init => self.init.clear(),
+            watcher::Event::InitApply(rss) => self.init.push(rss),
+            watcher::Event::InitDone => {
+                let listed: HashMap<Key, RunnerScaleSet> =
+                    self.init.drain(..).map(|r| (key_of(&r), r)).collect();
+                let mut keys: Vec<Key> = self.objects.keys().cloned().collect();
+                keys.extend(listed.keys().cloned());
+                self.objects = listed;
+                keys.sort();
+                keys.dedup();
+                for key in keys {
+                    self.reconcile(&key).await;
+                }
+            }
+        }
+    }
+
+    async fn on_exit(&mut self, exit: Exit) {
+        let Exit {
+            key,
+            worker,
+            result,
+            reason,
+        } = exit;
+        if self.running.get(&key).is_some_and(|r| r.worker == worker) {
+            self.running.remove(&key);
+        }
+        match (&worker.kind, result) {
+            (Kind::Supervise, Err(message)) => {
+                let failures = self.failures.entry(key.clone()).or_insert(Failures {
+                    uid_generation: (worker.uid.clone(), worker.generation),
+                    count: 0,
+                    retry_at: Instant::now(),
+                });
+                if failures.uid_generation != (worker.uid.clone(), worker.generation) {
+                    failures.uid_generation = (worker.uid.clone(), worker.generation);
+                    failures.count = 0;
+                }
+                failures.count += 1;
+                let wait = crate::backoff::exponential(
+                    self.opts.retry_base,
+                    self.opts.retry_cap,
+                    failures.count - 1,
+                );
+                failures.retry_at = Instant::now() + wait;
+                let reason = camel(reason.unwrap_or("failed"));
+                tracing::warn!(
+                    namespace = %key.0, name = %key.1, %reason, error = %message,
+                    retry_in = ?wait, "scale set supervisor failed"
+                );
+                self.report_failure(&key, &reason, &message).await;
+            }
+            (Kind::Supervise, Ok(())) => {}
+            (Kind::Cleanup, Err(message)) => {
+                tracing::warn!(namespace = %key.0, name = %key.1, error = %message, "cleanup failed; retrying");
+                let failures = self.failures.entry(key.clone()).or_insert(Failures {
+                    uid_generation: (worker.uid.clone(), worker.generation),
+                    count: 0,
+                    retry_at: Instant::now(),
+                });
+                failures.count += 1;
+                failures.retry_at = Instant::now() + self.opts.cleanup_interval;
+            }
+            (Kind::Cleanup, Ok(())) => {
+                self.failures.remove(&key);
+            }
+        }
+        self.reconcile(&key).await;
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Key> = self
+            .failures
+            .iter()
+            .filter(|(key, f)| f.retry_at <= now && !self.running.contains_key(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in due {
+            self.reconcile(&key).await;
+        }
+    }
+
+    /// Brings the workers of `key` in line with the object: see [`plan`].
+    async fn reconcile(&mut self, key: &Key) {
+        let object = self.objects.get(key).cloned();
+        let running = self.running.get(key).map(|r| (&r.worker, r.stopping));
+        let retry_at = self.failures.get(key).and_then(|f| {
+            let current = object
+                .as_ref()
+                .map(|o| (o.uid().unwrap_or_default(), o.metadata.generation));
+            (Some(&f.uid_generation) == current.as_ref()).then_some(f.retry_at)
+        });
+        let step = plan(
+            object.as_ref(),
+            running,
+            retry_at,
+            Instant::now(),
+            FINALIZER,
+        );
+        match step {
+            Step::Nothing => {}
+            Step::Stop => {
+                if let Some(running) = self.running.get_mut(key) {
+                    running.stopping = true;
+                    running.stop.send_replace(true);
+                }
+            }
+            Step::AddFinalizer => {
+                // The write comes back as a watch event: the next reconcile
+                // starts the supervisor.
+                if let Some(rss) = object
+                    && let Err(error) = self.add_finalizer(&rss).await
+                {
+                    tracing::warn!(namespace = %key.0, name = %key.1, %error, "could not add the finalizer; retrying");
+                    self.retry_soon(key, &rss);
+                }
+            }
+            Step::Start(kind) => {
+                if let Some(rss) = object {
+                    self.start(key, rss, kind);
+                }
+            }
+        }
+    }
+
+    fn retry_soon(&mut self, key: &Key, rss: &RunnerScaleSet) {
+        self.failures.insert(
+            key.clone(),
+            Failures {
+                uid_generation: (rss.uid().unwrap_or_default(), rss.metadata.generation),
+                count: 1,
+                retry_at: Instant::now() + self.opts.retry_base,
+            },
+        );
+    }
+
+    fn start(&mut self, key: &Key, rss: RunnerScaleSet, kind: Kind) {
+        let worker = Worker {
+            kind,
+            uid: rss.uid().unwrap_or_default(),
+            generation: rss.metadata.generation,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let exits = self.exits.clone();
+        let kube = self.kube.clone();
+        let (k, w) = (key.clone(), worker.clone());
+        match kind {
+            Kind::Supervise => {
+                tracing::info!(namespace = %key.0, name = %key.1, generation = ?worker.generation, "starting the scale set supervisor");
+                let opts = self.opts.supervisor.clone();
+                tokio::spawn(async move {
+                    let result = run_scale_set(kube, rss, opts, stop_rx).await;
+                    let reason = result.as_ref().err().map(SupervisorError::metric_label);
+                    let _ = exits.send(Exit {
+                        key: k,
+                        worker: w,
+                        result: result.map_err(|e| e.to_string()),
+                        reason,
+                    });
+                });
+            }
+            Kind::Cleanup => {
+                tracing::info!(namespace = %key.0, name = %key.1, "cleaning up a deleted scale set");
+                let opts = self.opts.clone();
+                let recorder = self.recorder.clone();
+                tokio::spawn(async move {
+                    let result = cleanup::run(kube, recorder, rss, &opts, stop_rx).await;
+                    let _ = exits.send(Exit {
+                        key: k,
+                        worker: w,
+                        result: result.map_err(|e| e.to_string()),
+                        reason: None,
+                    });
+                });
+            }
+        }
+        self.running.insert(
+            key.clone(),
+            Running {
+                worker,
+                stop,
+                stopping: false,
+            },
+        );
+    }
+
+    async fn add_finalizer(&self, rss: &RunnerScaleSet) -> Result<(), kube::Error> {
+        let ops = patch::add_finalizer(&rss.metadata, FINALIZER);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let api: Api<RunnerScaleSet> =
+            Api::namespaced(self.kube.clone(), &rss.namespace().unwrap_or_default());
+        api.patch(
+            &rss.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch::json_patch(ops)?),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `Ready=False` (and `Listening=False`) with the error, and a Warning
+    /// Event; skipped when the conditions say so already.
+    async fn report_failure(&self, key: &Key, reason: &str, message: &str) {
+        let Some(rss) = self.objects.get(key) else {
+            return;
+        };
+        let now = chrono::Utc::now();
+        let generation = rss.metadata.generation;
+        let ready = conditions::condition(CONDITION_READY, false, reason, message, generation, now);
+        let previous = rss
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        if conditions::says(&previous, &ready) {
+            return;
+        }
+        let listening = conditions::condition(
+            CONDITION_LISTENING,
+            false,
+            "NotRunning",
+            "the scale set is not ready",
+            generation,
+            now,
+        );
+        let merged = conditions::merge(&previous, [ready, listening]);
+        let api: Api<RunnerScaleSet> = Api::namespaced(self.kube.clone(), &key.0);
+        let body = serde_json::json!({ "status": { "conditions": merged } });
+        if let Err(error) = api
+            .patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
+            tracing::warn!(namespace = %key.0, name = %key.1, %error, "could not write the Ready condition");
+        }
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.to_owned(),
+            note: Some(message.to_owned()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &rss.object_ref(&())).await {
+            tracing::warn!(namespace = %key.0, name = %key.1, %error, "could not record an event");
+        }
+    }
+
+    /// Stops every worker and waits for their exits (bounded: each
+    /// supervisor bounds its own session delete).
+    async fn stop_all(&mut self, exits: &mut mpsc::UnboundedReceiver<Exit>) {
+        for running in self.running.values() {
+            running.stop.send_replace(true);
+        }
+        while !self.running.is_empty() {
+            let Some(exit) = exits.recv().await else {
+                break;
+            };
+            if self
+                .running
+                .get(&exit.key)
+                .is_some_and(|r| r.worker == exit.worker)
+            {
+                self.running.remove(&exit.key);
+            }
+        }
+    }
+}
+
+/// `invalid_spec` -> `InvalidSpec`: a metric label as an Event or
+/// condition reason.
+fn camel(label: &str) -> String {
+    label
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::camel;
+
+    #[test]
+    fn metric_labels_become_reasons() {
+        assert_eq!(camel("invalid_spec"), "InvalidSpec");
+        assert_eq!(camel("conflict"), "Conflict");
+        assert_eq!(camel(""), "");
+    }
+}

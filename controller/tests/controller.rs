@@ -1,0 +1,416 @@
+//! The `runway-controller run` process end to end: the real binary against
+//! the sandbox's API server and a fake GitHub, the test playing the kubelet
+//! and GitHub's runners. Covers what only the whole process does: the
+//! finalizer, conditions, leader election, metrics, a crash and restart in
+//! the middle of a burst, and the cleanup when the object is deleted.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use runway_controller::crd::{CONDITION_LISTENING, CONDITION_READY, RunnerScaleSet};
+use runway_controller::manager::FINALIZER;
+use runway_controller::runner::{SCALE_SET_LABEL, jit_secret_name};
+use runway_sandbox::github::{Endpoint, FakeGitHub, JobState, NewJob};
+use runway_sandbox::{TestNamespace, kubelet, test_namespace, wait};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(90);
+const SECRET: &str = "github";
+
+/// One controller process, its log and its metrics port.
+struct Controller {
+    child: Child,
+    log: PathBuf,
+    metrics_port: u16,
+}
+
+impl Controller {
+    fn start(ns: &TestNamespace, log_name: &str) -> Controller {
+        let metrics_port = free_port();
+        let dir = std::env::temp_dir().join(format!("runway-controller-test-{}", ns.name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(log_name);
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_runway-controller"))
+            .args([
+                "run",
+                "--namespace",
+                ns.name(),
+                "--lease-namespace",
+                ns.name(),
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--status-interval",
+                "0.5",
+                "--deletion-timeout",
+                "60",
+            ])
+            .env("KUBECONFIG", ns.plane().kubeconfig_path())
+            .env("RUST_LOG", "info,runway_controller=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start runway-controller");
+        Controller {
+            child,
+            log,
+            metrics_port,
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id().expect("running") as i32)
+    }
+
+    /// SIGKILL: a crash, nothing cleaned up.
+    async fn crash(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    async fn stop(mut self) {
+        kill(self.pid(), Signal::SIGTERM).expect("SIGTERM");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the controller exits within 30 s of SIGTERM")
+            .unwrap();
+        assert!(status.success(), "exit status {status}; log {:?}", self.log);
+    }
+
+    fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("the controller exited ({status}):\n{log}");
+        }
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Setup {
+    ns: TestNamespace,
+    fake: FakeGitHub,
+    name: String,
+}
+
+impl Setup {
+    async fn new(name: &str, min: i32, max: i32) -> Setup {
+        let ns = test_namespace().await;
+        common::install_crd(&ns.client()).await;
+        let fake = common::start_fake().await;
+        let secrets: Api<Secret> = ns.api();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(SECRET.into()),
+                ..ObjectMeta::default()
+            },
+            string_data: Some([("github_token".to_string(), common::PAT.to_string())].into()),
+            ..Secret::default()
+        };
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        let api: Api<RunnerScaleSet> = ns.api();
+        api.create(
+            &PostParams::default(),
+            &RunnerScaleSet::new(name, common::scale_set_spec(&fake, SECRET, min, Some(max))),
+        )
+        .await
+        .unwrap();
+        Setup {
+            ns,
+            fake,
+            name: name.into(),
+        }
+    }
+
+    async fn rss(&self) -> Option<RunnerScaleSet> {
+        let api: Api<RunnerScaleSet> = self.ns.api();
+        api.get_opt(&self.name).await.unwrap()
+    }
+
+    async fn pods(&self) -> Vec<Pod> {
+        let pods: Api<Pod> = self.ns.api();
+        let selector = format!("{SCALE_SET_LABEL}={}", self.name);
+        pods.list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items
+    }
+
+    async fn pod_names(&self) -> BTreeSet<String> {
+        self.pods()
+            .await
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect()
+    }
+
+    async fn jit_secrets(&self) -> BTreeSet<String> {
+        let secrets: Api<Secret> = self.ns.api();
+        secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .filter(|n| n != SECRET && !n.starts_with("default-token"))
+            .collect()
+    }
+
+    fn registered(&self, scale_set_id: i64) -> BTreeSet<String> {
+        self.fake
+            .snapshot()
+            .runners
+            .into_iter()
+            .filter(|r| r.scale_set_id == scale_set_id)
+            .map(|r| r.name)
+            .collect()
+    }
+
+    fn sessions(&self, scale_set_id: i64) -> usize {
+        self.fake
+            .snapshot()
+            .sessions
+            .iter()
+            .filter(|s| s.scale_set_id == scale_set_id)
+            .count()
+    }
+
+    fn jobs(&self, scale_set_id: i64, state: JobState) -> Vec<i64> {
+        self.fake
+            .snapshot()
+            .jobs
+            .into_iter()
+            .filter(|j| j.scale_set_id == scale_set_id && j.state == state)
+            .map(|j| j.runner_request_id)
+            .collect()
+    }
+
+    /// Waits for the scale set id and both conditions true.
+    async fn until_listening(&self) -> i64 {
+        wait::until("Ready and Listening", WAIT, || async {
+            let status = self.rss().await?.status?;
+            let is_true = |t: &str| {
+                status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == t && c.status == "True")
+            };
+            (is_true(CONDITION_READY) && is_true(CONDITION_LISTENING))
+                .then_some(status.scale_set_id)
+                .flatten()
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// `name{labels} value` lines of a metric, summed.
+fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_burst_ends_with_one_runner_per_job_and_delete_cleans_up() {
+    const JOBS: usize = 12;
+    let s = Setup::new("proc-builders", 0, 20).await;
+    let mut controller = Controller::start(&s.ns, "first.log");
+
+    // The finalizer comes first, then Ready and Listening.
+    let scale_set_id = s.until_listening().await;
+    let rss = s.rss().await.unwrap();
+    assert!(
+        rss.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == FINALIZER)
+    );
+    controller.assert_alive();
+
+    // A burst; the controller dies (SIGKILL) once some runners exist.
+    let jobs: Vec<i64> = (0..JOBS)
+        .map(|_| {
+            s.fake
+                .queue_job(scale_set_id, NewJob::default())
+                .runner_request_id
+        })
+        .collect();
+    wait::until("the first runner pods", WAIT, || async {
+        (s.pod_names().await.len() >= 3).then_some(())
+    })
+    .await
+    .unwrap();
+    controller.crash().await;
+    let after_crash = s.pod_names().await.len();
+
+    // A new process resumes: exactly one runner per job, nothing orphaned.
+    let mut controller = Controller::start(&s.ns, "second.log");
+    let pods = wait::until(
+        "one runner pod, JIT Secret and registration per job",
+        WAIT,
+        || async {
+            let names = s.pod_names().await;
+            let secrets: BTreeSet<String> = names.iter().map(|p| jit_secret_name(p)).collect();
+            (names.len() == JOBS
+                && s.jit_secrets().await == secrets
+                && s.registered(scale_set_id) == names
+                && s.jobs(scale_set_id, JobState::Assigned).len() == JOBS)
+                .then_some(names)
+        },
+    )
+    .await
+    .unwrap();
+    controller.assert_alive();
+    assert_eq!(s.sessions(scale_set_id), 1, "the old session was replaced");
+    eprintln!("crash after {after_crash} of {JOBS} pods; resumed to {JOBS}");
+
+    // Every runner takes one job and finishes it: all gone again.
+    for (job, pod) in jobs.iter().zip(&pods) {
+        kubelet::set_running(&s.ns.api(), pod, "runner")
+            .await
+            .unwrap();
+        s.fake.start_job(*job, pod).expect("start the job");
+    }
+    wait::until("every pod marked busy", WAIT, || async {
+        let busy = s
+            .pods()
+            .await
+            .iter()
+            .filter(|p| {
+                p.metadata.annotations.as_ref().is_some_and(|a| {
+                    a.get(runway_controller::runner::BUSY_ANNOTATION)
+                        .map(String::as_str)
+                        == Some("true")
+                })
+            })
+            .count();
+        (busy == JOBS).then_some(())
+    })
+    .await
+    .unwrap();
+    for job in &jobs {
+        s.fake.complete_job(*job, "succeeded").unwrap();
+    }
+    wait::until(
+        "no runner pod, JIT Secret or registration left",
+        WAIT,
+        || async {
+            (s.pod_names().await.is_empty()
+                && s.jit_secrets().await.is_empty()
+                && s.registered(scale_set_id).is_empty())
+            .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.jobs(scale_set_id, JobState::Completed).len(), JOBS);
+    // Each job got exactly one JIT config: nothing was made twice across the
+    // crash (a pod made before the crash was adopted, not replaced).
+    let jit = s.fake.request_count(Endpoint::GenerateJitConfig);
+    assert!(
+        jit >= JOBS as u64 && jit <= JOBS as u64 + 1,
+        "{jit} JIT configs for {JOBS} jobs"
+    );
+
+    // The controller's own counts.
+    let text = controller.metrics().await;
+    assert!(metric_sum(&text, "runway_kube_writes_total", "resource=\"pods\"") >= JOBS as f64);
+    assert!(
+        metric_sum(
+            &text,
+            "runway_github_requests_total",
+            "endpoint=\"get_message\""
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(text.contains("gha_desired_runners{"), "{text}");
+
+    // Delete: the finalizer removes the scale set on GitHub, then lets go.
+    let api: Api<RunnerScaleSet> = s.ns.api();
+    api.delete(&s.name, &DeleteParams::default()).await.unwrap();
+    wait::until("the RunnerScaleSet gone", WAIT, || async {
+        s.rss().await.is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        s.fake
+            .snapshot()
+            .scale_sets
+            .iter()
+            .all(|x| x.id != scale_set_id),
+        "the scale set was deleted on GitHub"
+    );
+    assert_eq!(s.sessions(scale_set_id), 0);
+    controller.assert_alive();
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_waits_for_the_lease_and_takes_over() {
+    let s = Setup::new("proc-standby", 1, 3).await;
+    let leader = Controller::start(&s.ns, "leader.log");
+    let scale_set_id = s.until_listening().await;
+    let first = wait::until("one idle runner", WAIT, || async {
+        let names = s.pod_names().await;
+        (names.len() == 1).then_some(names)
+    })
+    .await
+    .unwrap();
+
+    // A second process waits: it opens no session and makes no runner.
+    let mut standby = Controller::start(&s.ns, "standby.log");
+    let polls = s.fake.request_count(Endpoint::CreateSession);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    standby.assert_alive();
+    assert_eq!(s.fake.request_count(Endpoint::CreateSession), polls);
+    assert_eq!(s.pod_names().await, first);
+
+    // The leader stops cleanly (releases the Lease, deletes its session);
+    // the standby takes over and keeps the same runner.
+    leader.stop().await;
+    wait::until("the standby listening", WAIT, || async {
+        let sessions: BTreeMap<i64, usize> = [(scale_set_id, s.sessions(scale_set_id))].into();
+        (sessions[&scale_set_id] == 1 && s.fake.request_count(Endpoint::CreateSession) > polls)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.pod_names().await, first, "the idle runner was kept");
+    standby.assert_alive();
+    standby.stop().await;
+}
