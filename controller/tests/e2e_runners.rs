@@ -286,3 +286,20 @@ async fn a_pod_deleted_by_someone_is_replaced() {
 
     s.shutdown().await.expect("run_scale_set ends cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_runners_waiting_for_assigned_jobs() {
+    let mut s = start("e2e-restart", 0, 5).await;
+    s.queue_jobs(2);
+    let runners = s.runners(2).await;
+    s.set_running(&runners).await;
+    s.until_status(2, 2, Some(2), Some(0)).await;
+
+    // Before the new listener's session says two jobs are assigned, its
+    // supervisor must not take "nothing assigned" for the truth.
+    s.restart().await;
+    s.more_passes(3).await;
+    assert_eq!(s.pod_names().await, runners, "the same two runners");
+    assert_eq!(jit_configs(&s), 2, "no runner was made again");
+    assert_eq!(s.registered(), runners);
+}

@@ -209,12 +209,10 @@ impl<S: ScaleSetService, C: Checkpoint> Listener<S, C> {
     ) -> Result<(), ListenerError> {
         let span = tracing::info_span!("listener", scale_set_id = self.config.scale_set_id);
         let mut run = run::Run::new(self, resume, shutdown);
-        async move {
-            run.publish();
-            run.main().await
-        }
-        .instrument(span)
-        .await
+        // The first demand goes out with the session's statistics, not
+        // before: a default (nothing assigned) would tell the reconciler to
+        // scale down runners that wait for jobs assigned before a restart.
+        async move { run.main().await }.instrument(span).await
     }
 }
 

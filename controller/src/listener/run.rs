@@ -79,6 +79,11 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
                 }
             };
             self.tracker.on_statistics(session.statistics.as_ref());
+            tracing::debug!(
+                desired = self.tracker.demand().desired,
+                statistics = ?session.statistics,
+                "demand from the session's statistics"
+            );
             self.publish();
             match self.serve(&mut session).await {
                 End::Shutdown => {

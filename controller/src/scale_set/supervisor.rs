@@ -674,6 +674,19 @@ impl Supervisor {
         )
         .default_backoff()
         .boxed();
+        // No pass before the listener's first demand (from its session's
+        // statistics): the default (nothing assigned) would scale down the
+        // idle runners that wait for assigned jobs after a restart.
+        tokio::select! {
+            changed = demand_rx.changed() => {
+                if changed.is_err() {
+                    return Err(self.listener_ended(listener_task).await);
+                }
+            }
+            () = stopped(shutdown) => {
+                return self.stop(stop_listener, listener_task).await;
+            }
+        }
         loop {
             let demand = {
                 let raw = demand_rx.borrow_and_update();

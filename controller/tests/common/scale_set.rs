@@ -309,6 +309,24 @@ impl Running {
         .await;
     }
 
+    /// Stops `run_scale_set` and starts it again from the stored object, as
+    /// a restarted controller would.
+    pub async fn restart(&mut self) {
+        self.shutdown().await.expect("run_scale_set ends cleanly");
+        let api: Api<RunnerScaleSet> = self.ns.api();
+        let rss = api.get(&self.name).await.expect("the RunnerScaleSet");
+        let (stop, stop_rx) = watch::channel(false);
+        let (totals_tx, totals) = watch::channel(Totals::default());
+        self.stop = stop;
+        self.totals = totals;
+        self.task = Some(tokio::spawn(run_scale_set(
+            self.ns.client(),
+            rss,
+            options(totals_tx),
+            stop_rx,
+        )));
+    }
+
     /// Stops `run_scale_set` and waits for it.
     pub async fn shutdown(&mut self) -> Result<(), SupervisorError> {
         self.stop.send_replace(true);
