@@ -414,3 +414,69 @@ async fn a_standby_waits_for_the_lease_and_takes_over() {
     standby.assert_alive();
     standby.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_edits_reach_github_and_a_name_taken_by_another_object_is_refused() {
+    let s = Setup::new("proc-edit", 0, 3).await;
+    let mut controller = Controller::start(&s.ns, "edit.log");
+    let scale_set_id = s.until_listening().await;
+
+    // A label added to the spec is patched onto the scale set.
+    let api: Api<RunnerScaleSet> = s.ns.api();
+    let patch = serde_json::json!({ "spec": { "runnerScaleSetLabels": ["gpu"] } });
+    api.patch(
+        &s.name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    wait::until("the label on GitHub", WAIT, || async {
+        s.fake
+            .snapshot()
+            .scale_sets
+            .iter()
+            .any(|x| x.id == scale_set_id && x.labels.iter().any(|l| l == "gpu"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let listening_again = s.until_listening().await;
+    assert_eq!(listening_again, scale_set_id, "the same scale set, patched");
+
+    // A second object asking for the same scale set name is refused, and
+    // says why; the first one is untouched.
+    let mut spec = common::scale_set_spec(&s.fake, SECRET, 0, Some(3));
+    spec.runner_scale_set_name = Some(s.name.clone());
+    api.create(
+        &PostParams::default(),
+        &RunnerScaleSet::new("proc-edit-2", spec),
+    )
+    .await
+    .unwrap();
+    let message = wait::until("Ready=False on the second object", WAIT, || async {
+        let other = api.get_opt("proc-edit-2").await.ok()??;
+        let ready = other
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == CONDITION_READY && c.status == "False")?;
+        (ready.reason == "ScaleSetConflict").then_some(ready.message)
+    })
+    .await
+    .unwrap();
+    assert!(message.contains(&s.name), "{message}");
+    assert_eq!(
+        s.fake
+            .snapshot()
+            .scale_sets
+            .iter()
+            .filter(|x| x.name == s.name)
+            .count(),
+        1,
+        "no second scale set of that name"
+    );
+    assert_eq!(s.sessions(scale_set_id), 1, "the first keeps listening");
+    controller.assert_alive();
+    controller.stop().await;
+}
