@@ -831,7 +831,7 @@ impl Supervisor {
     }
 
     /// Writes the counts to the status if they changed, at most once per
-    /// `status_interval`; returns how long a changed summary is held back.
+    /// `status_interval`; returns how long until the next write may go out.
     /// A failure is logged and retried on the next pass (the counts are
     /// informational).
     async fn write_summary(
@@ -840,6 +840,14 @@ impl Supervisor {
         demand: &runner::Demand,
         raised: &[RunnerCondition],
     ) -> Option<Duration> {
+        // Within the interval, not even the list: a burst of passes must not
+        // spend the client's QPS on counts nobody reads that fast.
+        let since = self.written_at.map(|at| at.elapsed());
+        if let Some(held) = since.and_then(|since| self.status_interval.checked_sub(since))
+            && !held.is_zero()
+        {
+            return Some(held);
+        }
         let selector = format!("{SCALE_SET_LABEL}={}", self.owner.name);
         let pods = match self
             .pods
@@ -860,12 +868,6 @@ impl Supervisor {
         };
         if self.written == Some(summary) && conditions.is_none() {
             return None;
-        }
-        let since = self.written_at.map(|at| at.elapsed());
-        if let Some(held) = since.and_then(|since| self.status_interval.checked_sub(since))
-            && !held.is_zero()
-        {
-            return Some(held);
         }
         let patch = StatusPatch {
             status: SummaryStatus {
