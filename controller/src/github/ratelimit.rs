@@ -34,12 +34,14 @@ impl RateLimit {
 }
 
 impl Default for RateLimit {
-    /// 20 requests per second with bursts of 40: ARC's measured client budget
-    /// (QPS 20, burst 30) with room for a poll and an acknowledge on top;
-    /// 1,000 JIT configs take under a minute and stay clear of GitHub's
-    /// secondary limits.
+    /// 20 requests per second sustained (ARC's measured client budget, QPS
+    /// 20, with room for a poll and an acknowledge on top: 1,000 JIT configs
+    /// take under a minute and stay clear of GitHub's secondary limits), and
+    /// a burst of 200 so that a burst of jobs is not held back by it: 200
+    /// runners get their JIT configs at once, and the Kubernetes client's
+    /// QPS sets the pace, as it does without GitHub in the way.
     fn default() -> Self {
-        Self::new(20, 40).expect("non-zero")
+        Self::new(20, 200).expect("non-zero")
     }
 }
 
