@@ -8,6 +8,7 @@ pub mod cleanup;
 mod create;
 pub mod demand;
 mod dind;
+pub mod ended;
 pub mod outcome;
 pub mod pod;
 pub mod reconcile;

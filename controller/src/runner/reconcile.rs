@@ -32,6 +32,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::demand::Demand;
+use super::ended;
 pub use super::outcome::{
     CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls, KubeWrites, Outcome,
     ReconcileError, RunnerCondition,
@@ -171,12 +172,19 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
         memory.failures
     };
     let min_runners = rss.spec.min_runners();
+    let done_unreported = ctx
+        .memory()
+        .ended
+        .unreported(&pods, demand, now, ended::GRACE);
     let input = ScaleInput {
         min_runners,
         max_runners: rss.spec.max_runners(),
         // The listener sends `min(max, min + assigned)`; the scaler wants the
-        // assigned jobs back.
-        assigned_jobs: demand.desired.saturating_sub(min_runners),
+        // assigned jobs back, without those whose runner is done already.
+        assigned_jobs: demand
+            .desired
+            .saturating_sub(min_runners)
+            .saturating_sub(done_unreported),
         runners,
         failures,
         now,
@@ -192,10 +200,13 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
         if runner.state != RunnerState::Finishing {
             continue;
         }
-        let result = if pod.metadata.deletion_timestamp.is_some() {
+        let result = if demand.completed.contains(pod_name(pod)) {
+            // The listener saw its job complete: the service removed the
+            // ephemeral registration with it, nothing to unregister.
+            pass.delete_released(pod, &mut out).await
+        } else if pod.metadata.deletion_timestamp.is_some() {
             pass.release(pod, &mut out).await
         } else {
-            // The listener saw its job complete.
             pass.delete_and_release(pod, &mut out).await
         };
         pass.note(result, &mut out);
@@ -388,6 +399,23 @@ impl<'a, R: RunnerRegistry> Pass<'a, R> {
         }
     }
 
+    /// Deletes a pod whose registration is gone and releases its finalizer.
+    pub(super) async fn delete_released(
+        &self,
+        pod: &Pod,
+        out: &mut Outcome,
+    ) -> Result<(), ReconcileError> {
+        let pod = if pod.metadata.deletion_timestamp.is_some() {
+            Some(pod.clone())
+        } else {
+            self.delete(pod, out).await?
+        };
+        match pod {
+            Some(deleting) => self.remove_finalizer(&deleting, out).await,
+            None => Ok(()),
+        }
+    }
+
     /// Scale-down of a live runner: unregister, then delete; the finalizer
     /// is released at once since the registration is already gone.
     pub(super) async fn retire(&self, pod: &Pod, out: &mut Outcome) -> Result<(), ReconcileError> {
@@ -395,10 +423,7 @@ impl<'a, R: RunnerRegistry> Pass<'a, R> {
             out.spared.push(pod_name(pod).into());
             return Ok(());
         }
-        match self.delete(pod, out).await? {
-            Some(deleting) => self.remove_finalizer(&deleting, out).await,
-            None => Ok(()),
-        }
+        self.delete_released(pod, out).await
     }
 
     /// Deletes a pod; the pod as it is now if it still exists (held by a

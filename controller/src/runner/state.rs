@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::demand::Demand;
+use super::ended::EndedRunners;
 use super::pod::{is_busy, is_outdated};
 use super::{REGISTRATION_FINALIZER, RUNNER_CONTAINER, RUNNER_ID_ANNOTATION};
 use crate::crd::RunnerScaleSetSpec;
@@ -142,6 +143,8 @@ pub struct Memory {
     /// The first pass looked for pods without their JIT Secret (left by a
     /// crash); later passes make and remove runners whole.
     pub secrets_checked: bool,
+    /// Runners done with their job that the statistics still count.
+    pub ended: EndedRunners,
 }
 
 #[cfg(test)]
