@@ -6,14 +6,18 @@
 //! starts and stops named sandboxes for people.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod binaries;
 pub mod cluster;
+pub mod controller_process;
 pub mod crds;
+pub mod demo;
 pub mod github;
 pub mod kubelet;
 pub mod names;
 pub mod paths;
 pub mod pki;
+pub mod play;
 pub mod process;
 pub mod testing;
 pub mod wait;

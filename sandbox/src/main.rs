@@ -1,13 +1,15 @@
 //! `runway-sandbox`: a real Kubernetes control plane on this machine, for
-//! people (`up`, `down`, `status`, `env`) and for the demo; and the fake
-//! GitHub (`github`).
+//! people (`up`, `down`, `status`, `env`); the fake GitHub (`github`); and
+//! the real `runway-controller` run against both (`demo`, `bench scale-up`).
 #![forbid(unsafe_code)]
 
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use runway_sandbox::bench::ScaleUpOptions;
 use runway_sandbox::binaries::Binaries;
+use runway_sandbox::demo::DemoOptions;
 use runway_sandbox::github::{FakeApp, FakeGitHub, FakeOptions};
 use runway_sandbox::{ControlPlane, paths};
 
@@ -29,11 +31,37 @@ enum Command {
     Status(NameArg),
     /// Print `export KUBECONFIG=...` for a running control plane.
     Env(NameArg),
-    /// Start a throw-away control plane, show what runs, and stop it again.
+    /// Run the real runway-controller against a throw-away control plane and
+    /// the fake GitHub: jobs in waves, runner pods scale up to maxRunners and
+    /// back down to minRunners; fails if an invariant breaks.
     Demo,
+    /// Benchmarks of the real runway-controller on a throw-away control plane.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Start the fake GitHub (REST and the Actions runner scale-set service)
     /// on 127.0.0.1, print how to reach it, and serve until Ctrl-C.
     Github(GithubArgs),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Queue N jobs at once: time until N runner pods exist, latency per
+    /// pod, Kubernetes writes and GitHub calls per job, peak memory, and a
+    /// bare-client baseline at the same rate limit.
+    ScaleUp(ScaleUpArgs),
+}
+
+#[derive(clap::Args)]
+struct ScaleUpArgs {
+    /// Jobs queued at once (the scale set's maxRunners).
+    #[arg(long, default_value_t = 200)]
+    jobs: usize,
+    /// The controller's (and the baseline's) Kubernetes requests per second.
+    #[arg(long, default_value_t = 50)]
+    kube_qps: u32,
+    /// The controller's (and the baseline's) Kubernetes request burst.
+    #[arg(long, default_value_t = 100)]
+    kube_burst: u32,
 }
 
 #[derive(clap::Args)]
@@ -68,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => demo().await,
+        Command::Bench(BenchCommand::ScaleUp(args)) => bench_scale_up(args).await,
         Command::Github(args) => github(args).await,
     }
 }
@@ -181,33 +210,26 @@ async fn status(name: &str) -> anyhow::Result<()> {
 }
 
 async fn demo() -> anyhow::Result<()> {
-    let bins = Binaries::locate_or_install()?;
-    let dir = paths::sandbox_dir("demo");
-    let started = Instant::now();
-    let plane = ControlPlane::start("demo", &dir, &bins).await?;
-    let result = async {
-        let client = plane.admin_client().await?;
-        let version = client.apiserver_version().await?;
-        println!(
-            "control plane up in {:.1} s at {}: Kubernetes {} ({}, {})",
-            started.elapsed().as_secs_f64(),
-            plane.server_url(),
-            version.git_version,
-            version.go_version,
-            version.platform
-        );
-        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
-        let names: Vec<String> = namespaces
-            .list(&Default::default())
-            .await?
-            .into_iter()
-            .filter_map(|n| n.metadata.name)
-            .collect();
-        println!("namespaces: {}", names.join(", "));
-        anyhow::Ok(())
+    let record = runway_sandbox::demo::run(&DemoOptions::default()).await?;
+    let violations = runway_sandbox::demo::check(&record);
+    if violations.is_empty() {
+        println!("demo: every invariant held");
+        return Ok(());
     }
-    .await;
-    plane.stop()?;
-    println!("control plane stopped");
-    result
+    for violation in &violations {
+        println!("INVARIANT BROKEN: {violation}");
+    }
+    anyhow::bail!("demo: {} invariant(s) broken", violations.len())
+}
+
+async fn bench_scale_up(args: ScaleUpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.jobs > 0, "--jobs must be at least 1");
+    let mut options = ScaleUpOptions::new(args.jobs);
+    options.kube_qps = args.kube_qps;
+    options.kube_burst = args.kube_burst;
+    let report = runway_sandbox::bench::scale_up(&options)
+        .await
+        .context("bench scale-up did not finish")?;
+    print!("{}", report.render());
+    Ok(())
 }
