@@ -14,18 +14,18 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use runway_controller::crd::{CONDITION_LISTENING, CONDITION_READY, RunnerScaleSet};
 use runway_controller::manager::FINALIZER;
 use runway_controller::runner::{SCALE_SET_LABEL, jit_secret_name};
 use runway_sandbox::github::{Endpoint, FakeGitHub, JobState, NewJob};
-use runway_sandbox::{TestNamespace, kubelet, test_namespace, wait};
+use runway_sandbox::{TestNamespace, kubelet, wait};
 use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(90);
-const SECRET: &str = "github";
+use common::scale_set::SECRET;
 
 /// One controller process, its log and its metrics port.
 struct Controller {
@@ -122,29 +122,7 @@ struct Setup {
 
 impl Setup {
     async fn new(name: &str, min: i32, max: i32) -> Setup {
-        let ns = test_namespace().await;
-        common::install_crd(&ns.client()).await;
-        let fake = common::start_fake().await;
-        let secrets: Api<Secret> = ns.api();
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(SECRET.into()),
-                ..ObjectMeta::default()
-            },
-            string_data: Some([("github_token".to_string(), common::PAT.to_string())].into()),
-            ..Secret::default()
-        };
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .unwrap();
-        let api: Api<RunnerScaleSet> = ns.api();
-        api.create(
-            &PostParams::default(),
-            &RunnerScaleSet::new(name, common::scale_set_spec(&fake, SECRET, min, Some(max))),
-        )
-        .await
-        .unwrap();
+        let (ns, fake, _) = common::scale_set::stored(name, min, max).await;
         Setup {
             ns,
             fake,

@@ -60,9 +60,10 @@ pub struct Running {
     pub task: Option<JoinHandle<Result<(), SupervisorError>>>,
 }
 
-/// Starts `run_scale_set` for a new scale set `name` (`minRunners` `min`,
-/// `maxRunners` `max`) and waits for its listener's first poll.
-pub async fn start(name: &str, min: i32, max: i32) -> Running {
+/// A fresh namespace with the CRD, a fake GitHub that accepts the PAT, the
+/// credentials Secret, and the stored `RunnerScaleSet` `name` (`minRunners`
+/// `min`, `maxRunners` `max`).
+pub async fn stored(name: &str, min: i32, max: i32) -> (TestNamespace, FakeGitHub, RunnerScaleSet) {
     let ns = test_namespace().await;
     super::install_crd(&ns.client()).await;
     let fake = super::start_fake().await;
@@ -89,6 +90,14 @@ pub async fn start(name: &str, min: i32, max: i32) -> Running {
         )
         .await
         .expect("create the RunnerScaleSet");
+    (ns, fake, rss)
+}
+
+/// Starts `run_scale_set` for a new scale set `name` (`minRunners` `min`,
+/// `maxRunners` `max`) and waits for its listener's first poll.
+pub async fn start(name: &str, min: i32, max: i32) -> Running {
+    let (ns, fake, rss) = stored(name, min, max).await;
+    let api: Api<RunnerScaleSet> = ns.api();
 
     let (stop, stop_rx) = watch::channel(false);
     let (totals_tx, totals) = watch::channel(Totals::default());
