@@ -12,6 +12,7 @@ use runway_controller::kube_client::{self, KubeClientOptions};
 use runway_controller::leader::{LeaderConfig, LeaderElector, default_identity};
 use runway_controller::manager::{self, ManagerOptions};
 use runway_controller::metrics::{self, Metrics};
+use runway_controller::runner::pod::SidecarSupport;
 use runway_controller::scale_set::SupervisorOptions;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -144,12 +145,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None
     };
 
+    // dind as a native sidecar where the API server runs them (1.29+).
+    let version = kube
+        .apiserver_version()
+        .await
+        .context("reading the Kubernetes API server's version")?;
+    let sidecars = SidecarSupport::for_server(&version);
+    tracing::info!(version = %version.git_version, ?sidecars, "Kubernetes API server");
     let mut supervisor = SupervisorOptions {
         status_interval,
         metrics: Some(metrics.clone()),
         ..SupervisorOptions::default()
     };
     supervisor.github.transport.metrics = Some(metrics.clone());
+    supervisor.runners.sidecars = sidecars;
     let opts = ManagerOptions {
         supervisor,
         namespace: args.namespace.clone(),
