@@ -36,6 +36,10 @@ struct Controller {
 
 impl Controller {
     fn start(ns: &TestNamespace, log_name: &str) -> Controller {
+        Controller::start_with(ns, log_name, Duration::from_secs(60))
+    }
+
+    fn start_with(ns: &TestNamespace, log_name: &str, deletion_timeout: Duration) -> Controller {
         let metrics_port = free_port();
         let dir = std::env::temp_dir().join(format!("runway-controller-test-{}", ns.name()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -53,7 +57,7 @@ impl Controller {
                 "--status-interval",
                 "0.5",
                 "--deletion-timeout",
-                "60",
+                &deletion_timeout.as_secs().to_string(),
             ])
             .env("KUBECONFIG", ns.plane().kubeconfig_path())
             .env("RUST_LOG", "info,runway_controller=debug")
@@ -456,6 +460,93 @@ async fn spec_edits_reach_github_and_a_name_taken_by_another_object_is_refused()
         "no second scale set of that name"
     );
     assert_eq!(s.sessions(scale_set_id), 1, "the first keeps listening");
+    controller.assert_alive();
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_scale_set_with_a_busy_runner_gives_up_after_the_timeout_and_says_so() {
+    let s = Setup::new("proc-stuck", 0, 3).await;
+    let mut controller = Controller::start_with(&s.ns, "stuck.log", Duration::from_secs(4));
+    let scale_set_id = s.until_listening().await;
+    let job = s
+        .fake
+        .queue_job(scale_set_id, NewJob::default())
+        .runner_request_id;
+    let pod = wait::until("a runner pod", WAIT, || async {
+        s.pod_names().await.into_iter().next()
+    })
+    .await
+    .unwrap();
+    kubelet::set_running(&s.ns.api(), &pod, "runner")
+        .await
+        .unwrap();
+    wait::until("the job assigned", WAIT, || async {
+        (s.jobs(scale_set_id, JobState::Assigned).len() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    s.fake.start_job(job, &pod).expect("start the job");
+    wait::until("the pod marked busy", WAIT, || async {
+        s.pods()
+            .await
+            .first()?
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(runway_controller::runner::BUSY_ANNOTATION)?;
+        Some(())
+    })
+    .await
+    .unwrap();
+
+    // The job never ends: the deletion waits, then lets go and says what is
+    // left; it never hangs.
+    let api: Api<RunnerScaleSet> = s.ns.api();
+    api.delete(&s.name, &DeleteParams::default()).await.unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = s.ns.api();
+    let reasons = || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| Some((e.reason?, e.message.unwrap_or_default())))
+            .collect::<Vec<_>>()
+    };
+    wait::until("a WaitingForRunners Event", WAIT, || async {
+        reasons()
+            .await
+            .iter()
+            .any(|(r, m)| r == "WaitingForRunners" && m.contains(&pod))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(s.rss().await.is_some(), "still waiting for the busy runner");
+    wait::until("the RunnerScaleSet gone", WAIT, || async {
+        s.rss().await.is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    let timed_out: Vec<String> = reasons()
+        .await
+        .into_iter()
+        .filter(|(r, _)| r == "CleanupTimedOut")
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        timed_out
+            .iter()
+            .any(|m| m.contains(&pod) && m.contains("left on GitHub")),
+        "{timed_out:?}"
+    );
+    assert_eq!(
+        s.sessions(scale_set_id),
+        0,
+        "the listener deleted its session"
+    );
     controller.assert_alive();
     controller.stop().await;
 }
