@@ -19,6 +19,7 @@ pub mod paths;
 pub mod pki;
 pub mod play;
 pub mod process;
+pub mod stage;
 pub mod testing;
 pub mod wait;
 
