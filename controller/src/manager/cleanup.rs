@@ -25,7 +25,7 @@ use crate::crd::RunnerScaleSet;
 use crate::patch;
 use crate::runner::Context;
 use crate::runner::cleanup::retire_runners;
-use crate::scale_set::supervisor::github_client;
+use crate::scale_set::client::github_client;
 use crate::scale_set::{Deleted, Owner, delete_scale_set_if_ours};
 
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,11 @@
 //! [`checkpoint`] keeps the listener's resume point in the object's status.
 
 pub mod checkpoint;
+pub mod client;
+mod events;
+mod gauges;
 pub mod github;
+mod summary;
 pub mod supervisor;
 
 use std::collections::BTreeSet;

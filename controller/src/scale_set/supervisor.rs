@@ -21,15 +21,17 @@
 //! - the spec is read once: a changed spec is applied by running the
 //!   supervisor again (the caller restarts it), which resumes the session
 //!   from the status.
+//!
+//! What a pass writes is decided apart from the I/O: the status counts and
+//! runner conditions in `summary`, the Events in `events`, ARC's metrics in
+//! `gauges`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde::Serialize;
@@ -39,20 +41,19 @@ use tokio::task::JoinHandle;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::checkpoint::lock;
+use super::client::github_client;
+use super::events::scale_events;
+use super::gauges::Gauges;
+pub use super::summary::Summary;
+use super::summary::{SummaryStatus, previous_summary, runner_conditions};
 use super::{EnsureError, Owner, SharedConditions, StatusCheckpoint, ensure_scale_set};
-use crate::conditions::{CONDITION_LISTENING, CONDITION_READY, condition, merge, says};
+use crate::conditions::{CONDITION_LISTENING, CONDITION_READY, condition, merge};
 use crate::crd::{self, RunnerScaleSet, SpecError};
-use crate::github::{
-    self, ActionsClient, ClientOptions, ConfigError, Credentials, CredentialsError, GitHubConfig,
-};
+use crate::github::{self, ActionsClient, ClientOptions, ConfigError, CredentialsError};
 use crate::listener::{self, Backoff, Limits, Listener, ListenerConfig, ListenerError, Resume};
-use crate::metrics::{Metrics, ScaleSetMetrics, ScaleSetStatistics};
-use crate::runner::reconcile::{
-    CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls, KubeWrites, RunnerCondition,
-};
-use crate::runner::state::runner_state;
+use crate::metrics::Metrics;
+use crate::runner::reconcile::{GitHubCalls, KubeWrites, RunnerCondition};
 use crate::runner::{self, Context, SCALE_SET_LABEL, Settings, reconcile_runners};
-use crate::scaler::{DeleteReason, RunnerState};
 
 /// The shortest wait between two passes, so that a `requeue_after` of zero
 /// (a backoff already due) cannot turn the loop into a busy loop.
@@ -221,87 +222,9 @@ fn join(errors: &[SpecError]) -> String {
         .join("; ")
 }
 
-/// The counts shown in the status (and the printer columns).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Summary {
-    pub desired_runners: i32,
-    /// Runner pods that exist, are not failed and are not being deleted.
-    pub current_runners: i32,
-    pub pending_runners: i32,
-    pub idle_runners: i32,
-    pub busy_runners: i32,
-    pub failed_runners: i32,
-}
-
-impl Summary {
-    /// Counts `pods` as the reconciler sees them under `demand`.
-    pub fn of(desired: u32, pods: &[Pod], demand: &runner::Demand) -> Self {
-        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-        let states: Vec<RunnerState> = pods.iter().map(|p| runner_state(p, demand)).collect();
-        let with = |f: fn(&RunnerState) -> bool| count(states.iter().filter(|s| f(s)).count());
-        Summary {
-            desired_runners: i32::try_from(desired).unwrap_or(i32::MAX),
-            current_runners: with(|s| {
-                matches!(
-                    s,
-                    RunnerState::Pending | RunnerState::Idle | RunnerState::Busy
-                )
-            }),
-            pending_runners: with(|s| matches!(s, RunnerState::Pending)),
-            idle_runners: with(|s| matches!(s, RunnerState::Idle)),
-            busy_runners: with(|s| matches!(s, RunnerState::Busy)),
-            failed_runners: with(|s| matches!(s, RunnerState::Failed(_))),
-        }
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct StatusPatch<T: Serialize> {
     status: T,
-}
-
-/// The counts, and the conditions when they changed.
-#[derive(Debug, Serialize)]
-struct SummaryStatus<'a> {
-    #[serde(flatten)]
-    summary: Summary,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    conditions: Option<&'a [Condition]>,
-}
-
-/// The runner conditions (`QuotaExceeded`, `IrsaMissing`) that change:
-/// those a pass raised, and those no longer raised that are still true.
-fn runner_conditions(
-    current: &[Condition],
-    raised: &[RunnerCondition],
-    generation: Option<i64>,
-) -> Vec<Condition> {
-    let now = chrono::Utc::now();
-    let mut updates = Vec::new();
-    for type_ in [CONDITION_QUOTA_EXCEEDED, CONDITION_IRSA_MISSING] {
-        let update = match raised.iter().find(|c| c.type_ == type_) {
-            Some(c) => condition(type_, true, c.reason, c.message.clone(), generation, now),
-            None if current
-                .iter()
-                .any(|c| c.type_ == type_ && c.status == "True") =>
-            {
-                condition(
-                    type_,
-                    false,
-                    "Resolved",
-                    "the last runner pass did not hit this",
-                    generation,
-                    now,
-                )
-            }
-            None => continue,
-        };
-        if !says(current, &update) {
-            updates.push(update);
-        }
-    }
-    updates
 }
 
 /// What [`run_scale_set`] writes once the scale set exists on GitHub.
@@ -492,105 +415,6 @@ fn ready_conditions(
     )
 }
 
-pub(crate) async fn github_client(
-    kube: &Client,
-    rss: &RunnerScaleSet,
-    owner: &Owner,
-    opts: &SupervisorOptions,
-) -> Result<ActionsClient, SupervisorError> {
-    let secret_name = &rss.spec.github_config_secret;
-    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &owner.namespace);
-    let secret = secrets
-        .get_opt(secret_name)
-        .await
-        .map_err(|source| SupervisorError::ReadSecret {
-            namespace: owner.namespace.clone(),
-            secret: secret_name.clone(),
-            source,
-        })?
-        .ok_or_else(|| SupervisorError::SecretMissing {
-            namespace: owner.namespace.clone(),
-            secret: secret_name.clone(),
-        })?;
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    let credentials =
-        Credentials::from_secret_data(&data).map_err(|source| SupervisorError::Credentials {
-            namespace: owner.namespace.clone(),
-            secret: secret_name.clone(),
-            source,
-        })?;
-    let config = GitHubConfig::parse(&rss.spec.github_config_url)?;
-    let mut options = opts.github.clone();
-    if let Some(pem) = server_ca(kube, rss, owner).await? {
-        options.transport.extra_root_ca_pem = Some(pem);
-    }
-    ActionsClient::new(config, credentials, options).map_err(|source| SupervisorError::Client {
-        url: rss.spec.github_config_url.clone(),
-        source,
-    })
-}
-
-/// The CA bundle `githubServerTLS.certificateFrom.configMapKeyRef` names
-/// (ARC's setting for GitHub Enterprise Server behind a private CA).
-async fn server_ca(
-    kube: &Client,
-    rss: &RunnerScaleSet,
-    owner: &Owner,
-) -> Result<Option<Vec<u8>>, SupervisorError> {
-    let Some(selector) = rss
-        .spec
-        .github_server_tls
-        .as_ref()
-        .and_then(|tls| tls.certificate_from.as_ref())
-        .and_then(|from| from.config_map_key_ref.as_ref())
-    else {
-        return Ok(None);
-    };
-    let error = |reason: String| SupervisorError::ServerTls {
-        namespace: owner.namespace.clone(),
-        config_map: selector.name.clone(),
-        key: selector.key.clone(),
-        reason,
-    };
-    let maps: Api<ConfigMap> = Api::namespaced(kube.clone(), &owner.namespace);
-    let map = maps
-        .get_opt(&selector.name)
-        .await
-        .map_err(|e| error(format!("reading it failed: {e}")))?
-        .ok_or_else(|| error("it does not exist".into()))?;
-    let pem = map
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&selector.key))
-        .map(|v| v.as_bytes().to_vec())
-        .or_else(|| {
-            map.binary_data
-                .as_ref()
-                .and_then(|d| d.get(&selector.key))
-                .map(|v| v.0.clone())
-        })
-        .ok_or_else(|| error("the key is missing".into()))?;
-    Ok(Some(pem))
-}
-
-/// The counts already in the status, so that a restart does not rewrite
-/// them unchanged.
-fn previous_summary(status: &crd::RunnerScaleSetStatus) -> Option<Summary> {
-    Some(Summary {
-        desired_runners: status.desired_runners?,
-        current_runners: status.current_runners?,
-        pending_runners: status.pending_runners?,
-        idle_runners: status.idle_runners?,
-        busy_runners: status.busy_runners?,
-        failed_runners: status.failed_runners?,
-    })
-}
-
 struct Supervisor {
     ctx: Context<ActionsClient>,
     pods: Api<Pod>,
@@ -608,54 +432,6 @@ struct Supervisor {
     totals: Totals,
     publish: Option<watch::Sender<Totals>>,
     gauges: Option<Gauges>,
-}
-
-/// ARC's per-scale-set series, fed from the listener's demand.
-struct Gauges {
-    series: ScaleSetMetrics,
-    /// Runners whose JobStarted / JobCompleted were counted already.
-    started: BTreeSet<String>,
-    completed: BTreeSet<String>,
-}
-
-impl Gauges {
-    fn new(series: ScaleSetMetrics) -> Self {
-        Self {
-            series,
-            started: BTreeSet::new(),
-            completed: BTreeSet::new(),
-        }
-    }
-
-    fn update(&mut self, demand: &listener::Demand) {
-        let stats = &demand.statistics;
-        self.series.set_statistics(&ScaleSetStatistics {
-            assigned_jobs: stats.assigned_jobs.into(),
-            running_jobs: stats.running_jobs.into(),
-            registered_runners: stats.registered_runners.into(),
-            busy_runners: stats.busy_runners.into(),
-            idle_runners: stats.idle_runners.into(),
-        });
-        self.series.set_desired_runners(u64::from(demand.desired));
-        let now = chrono::Utc::now();
-        for (runner, job) in &demand.busy {
-            if self.started.insert(runner.clone()) {
-                self.series.job_started();
-                if let Some(waited) = job.started.and_then(|at| (now - at).to_std().ok()) {
-                    self.series.observe_startup(waited);
-                }
-            }
-        }
-        for runner in &demand.completed {
-            if self.completed.insert(runner.clone()) {
-                self.series.job_completed();
-            }
-        }
-        // Forget what the listener forgot, so the sets stay bounded.
-        self.started
-            .retain(|r| demand.busy.contains_key(r) || demand.completed.contains(r));
-        self.completed.retain(|r| demand.completed.contains(r));
-    }
 }
 
 impl Supervisor {
@@ -766,65 +542,9 @@ impl Supervisor {
         wait.max(MIN_REQUEUE)
     }
 
-    /// Events people read in `kubectl describe rss`: one per kind of change
-    /// in a pass (new runners, scale-down, failed runners), not one per pod.
+    /// Events people read in `kubectl describe rss`: see [`scale_events`].
     async fn record_events(&mut self, rss: &RunnerScaleSet, outcome: &runner::Outcome) {
-        let desired = outcome.plan.desired;
-        let mut events = Vec::new();
-        if !outcome.created.is_empty() {
-            events.push((
-                EventType::Normal,
-                "ScaledUp",
-                format!(
-                    "created {} runner(s) for {desired} desired: {}",
-                    outcome.created.len(),
-                    names(&outcome.created)
-                ),
-            ));
-        }
-        for (reason, type_, kind, what) in [
-            (
-                DeleteReason::ScaleDown,
-                EventType::Normal,
-                "ScaledDown",
-                "idle runner(s) removed",
-            ),
-            (
-                DeleteReason::Failed,
-                EventType::Warning,
-                "RunnerFailed",
-                "failed runner pod(s) replaced",
-            ),
-            (
-                DeleteReason::StuckPending,
-                EventType::Warning,
-                "RunnerStuckPending",
-                "runner pod(s) pending too long replaced",
-            ),
-            (
-                DeleteReason::Outdated,
-                EventType::Normal,
-                "RunnerOutdated",
-                "idle runner(s) with an old template replaced",
-            ),
-        ] {
-            let gone: Vec<String> = outcome
-                .plan
-                .delete
-                .iter()
-                .filter(|d| d.reason == reason && outcome.deleted.contains(&d.name))
-                .map(|d| d.name.clone())
-                .collect();
-            if !gone.is_empty() {
-                let note = format!(
-                    "{} {what} ({desired} desired): {}",
-                    gone.len(),
-                    names(&gone)
-                );
-                events.push((type_, kind, note));
-            }
-        }
-        for (type_, reason, note) in events {
+        for (type_, reason, note) in scale_events(outcome) {
             self.totals.kube.events += 1;
             self.ctx.event(rss, type_, reason, "Scale", note).await;
         }
@@ -930,21 +650,6 @@ impl Supervisor {
             },
         }
     }
-}
-
-/// The first few names, and how many more.
-fn names(all: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let mut text = all
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if all.len() > SHOWN {
-        text.push_str(&format!(" and {} more", all.len() - SHOWN));
-    }
-    text
 }
 
 /// Returns once `shutdown` is true, or its sender is gone (the same). The

@@ -1,53 +1,7 @@
-//! Unit tests of the supervisor's pure parts: the status summary, the
-//! status patch, the error messages.
+//! Unit tests of the supervisor's pure parts: the status patch, the error
+//! messages. The status summary is tested in `summary.rs`.
 
 use super::*;
-use k8s_openapi::api::core::v1::PodStatus;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-
-fn pod(name: &str, phase: Option<&str>) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        status: phase.map(|p| PodStatus {
-            phase: Some(p.into()),
-            ..PodStatus::default()
-        }),
-        ..Pod::default()
-    }
-}
-
-#[test]
-fn summary_counts_each_runner_once_by_state() {
-    let mut deleting = pod("leaving", Some("Running"));
-    deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    let pods = [
-        pod("new", None),
-        pod("idle", Some("Running")),
-        pod("busy", Some("Running")),
-        pod("done", Some("Running")),
-        pod("dead", Some("Failed")),
-        deleting,
-    ];
-    let demand = runner::Demand {
-        desired: 4,
-        busy: ["busy".to_string()].into(),
-        completed: ["done".to_string()].into(),
-    };
-    assert_eq!(
-        Summary::of(4, &pods, &demand),
-        Summary {
-            desired_runners: 4,
-            current_runners: 3,
-            pending_runners: 1,
-            idle_runners: 1,
-            busy_runners: 1,
-            failed_runners: 1,
-        }
-    );
-}
 
 #[test]
 fn a_new_scale_set_resets_the_resume_point_and_an_adopted_one_keeps_it() {

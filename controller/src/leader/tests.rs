@@ -1,3 +1,5 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
 use super::*;
 
 const ME: &str = "me_abc";

@@ -1,0 +1,164 @@
+//! The Kubernetes Events a runner pass leaves on its `RunnerScaleSet`: one
+//! per kind of change (new runners, scale-down, replaced runners), not one
+//! per pod, so `kubectl describe rss` stays readable under churn. Pure: the
+//! supervisor records what [`scale_events`] returns.
+
+use kube::runtime::events::EventType;
+
+use crate::runner;
+use crate::scaler::DeleteReason;
+
+/// The events for one pass: `(type, reason, note)`. A deletion counts only
+/// if the plan asked for it and the pass actually deleted the pod.
+pub(super) fn scale_events(outcome: &runner::Outcome) -> Vec<(EventType, &'static str, String)> {
+    let desired = outcome.plan.desired;
+    let mut events = Vec::new();
+    if !outcome.created.is_empty() {
+        events.push((
+            EventType::Normal,
+            "ScaledUp",
+            format!(
+                "created {} runner(s) for {desired} desired: {}",
+                outcome.created.len(),
+                names(&outcome.created)
+            ),
+        ));
+    }
+    for (reason, type_, kind, what) in [
+        (
+            DeleteReason::ScaleDown,
+            EventType::Normal,
+            "ScaledDown",
+            "idle runner(s) removed",
+        ),
+        (
+            DeleteReason::Failed,
+            EventType::Warning,
+            "RunnerFailed",
+            "failed runner pod(s) replaced",
+        ),
+        (
+            DeleteReason::StuckPending,
+            EventType::Warning,
+            "RunnerStuckPending",
+            "runner pod(s) pending too long replaced",
+        ),
+        (
+            DeleteReason::Outdated,
+            EventType::Normal,
+            "RunnerOutdated",
+            "idle runner(s) with an old template replaced",
+        ),
+    ] {
+        let gone: Vec<String> = outcome
+            .plan
+            .delete
+            .iter()
+            .filter(|d| d.reason == reason && outcome.deleted.contains(&d.name))
+            .map(|d| d.name.clone())
+            .collect();
+        if !gone.is_empty() {
+            let note = format!(
+                "{} {what} ({desired} desired): {}",
+                gone.len(),
+                names(&gone)
+            );
+            events.push((type_, kind, note));
+        }
+    }
+    events
+}
+
+/// The first few names, and how many more.
+fn names(all: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = all
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > SHOWN {
+        text.push_str(&format!(" and {} more", all.len() - SHOWN));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scaler::{Deletion, Plan};
+
+    fn names_of(all: &[&str]) -> Vec<String> {
+        all.iter().map(|n| (*n).to_string()).collect()
+    }
+
+    fn deletion(name: &str, reason: DeleteReason) -> Deletion {
+        Deletion {
+            name: name.into(),
+            reason,
+        }
+    }
+
+    #[test]
+    fn one_event_per_kind_of_change_and_only_for_pods_actually_deleted() {
+        let outcome = runner::Outcome {
+            plan: Plan {
+                desired: 3,
+                delete: vec![
+                    deletion("idle-a", DeleteReason::ScaleDown),
+                    // Planned but not deleted (it took a job meanwhile).
+                    deletion("idle-b", DeleteReason::ScaleDown),
+                    deletion("dead", DeleteReason::Failed),
+                ],
+                ..Plan::default()
+            },
+            created: names_of(&["new-a", "new-b"]),
+            // Deleted, but not for a reason the plan gave: no event.
+            deleted: names_of(&["idle-a", "dead", "unplanned"]),
+            ..runner::Outcome::default()
+        };
+        assert_eq!(
+            scale_events(&outcome),
+            vec![
+                (
+                    EventType::Normal,
+                    "ScaledUp",
+                    "created 2 runner(s) for 3 desired: new-a, new-b".to_string()
+                ),
+                (
+                    EventType::Normal,
+                    "ScaledDown",
+                    "1 idle runner(s) removed (3 desired): idle-a".to_string()
+                ),
+                (
+                    EventType::Warning,
+                    "RunnerFailed",
+                    "1 failed runner pod(s) replaced (3 desired): dead".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_quiet_pass_records_nothing() {
+        let outcome = runner::Outcome {
+            plan: Plan {
+                desired: 2,
+                delete: vec![deletion("idle-a", DeleteReason::ScaleDown)],
+                ..Plan::default()
+            },
+            ..runner::Outcome::default()
+        };
+        assert!(scale_events(&outcome).is_empty());
+    }
+
+    #[test]
+    fn names_shows_five_and_counts_the_rest() {
+        assert_eq!(names(&names_of(&["a", "b"])), "a, b");
+        assert_eq!(
+            names(&names_of(&["a", "b", "c", "d", "e", "f", "g"])),
+            "a, b, c, d, e and 2 more"
+        );
+    }
+}
