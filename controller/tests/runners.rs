@@ -274,13 +274,16 @@ async fn scale_down_removes_only_idle_runners_and_a_deleted_pod_releases_its_reg
     assert_eq!(down.deleted.len(), 2, "{down:?}");
     assert!(!down.deleted.contains(&busy));
     assert_eq!(names(&down.released), names(&down.deleted));
-    // Per removed runner: one delete, one finalizer removal, one GitHub call.
+    // Per removed runner: one delete, one finalizer removal; on GitHub a
+    // lookup by name (the pod is made before its registration, so it does
+    // not carry the runner id) and the removal.
     assert_eq!(down.kube.pod_deletes, 2);
     assert_eq!(down.kube.finalizer_removals, 2);
     assert_eq!(down.kube.busy_patches, 1);
     assert_eq!(down.kube.total(), 5, "{:?}", down.kube);
+    assert_eq!(down.github.runner_lookups, 2);
     assert_eq!(down.github.runner_removals, 2);
-    assert_eq!(down.github.total(), 2);
+    assert_eq!(down.github.total(), 4);
     for name in &down.deleted {
         s.wait_pod_gone(name).await;
         s.wait_secret_gone(name).await;
@@ -569,9 +572,10 @@ async fn quota_refusal_backs_off_and_surfaces_a_condition() {
         "{condition:?}"
     );
     assert!(out.requeue_after.is_some());
-    // The refused runner's registration was removed again.
+    // The refused runner was never registered: its pod comes first.
     assert_eq!(s.registered(), names(&out.created));
-    assert_eq!(out.github.runner_removals, 1);
+    assert_eq!(out.github.jit_configs, 2);
+    assert_eq!(out.github.runner_removals, 0);
 
     // In backoff: nothing is tried, the condition stays.
     let again = s.reconcile(&Demand::desired(3)).await;
