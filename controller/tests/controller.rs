@@ -359,6 +359,9 @@ async fn a_crash_mid_burst_ends_with_one_runner_per_job_and_delete_cleans_up() {
         "the scale set was deleted on GitHub"
     );
     assert_eq!(s.sessions(scale_set_id), 0);
+    // Its series go with it.
+    let text = controller.metrics().await;
+    assert!(!text.contains(&format!("name=\"{}\"", s.name)), "{text}");
     controller.assert_alive();
     controller.stop().await;
 }

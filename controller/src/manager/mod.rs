@@ -183,6 +183,10 @@ impl Manager {
             watcher::Event::Delete(rss) => {
                 let key = key_of(&rss);
                 self.objects.remove(&key);
+                self.failures.remove(&key);
+                if let Some(metrics) = &self.opts.supervisor.metrics {
+                    metrics.remove_scale_set(&key.0, &key.1);
+                }
                 self.reconcile(&key).await;
             }
             watcher::Event::Init => self.init.clear(),
@@ -214,22 +218,13 @@ impl Manager {
         }
         match (&worker.kind, result) {
             (Kind::Supervise, Err(message)) => {
-                let failures = self.failures.entry(key.clone()).or_insert(Failures {
-                    uid_generation: (worker.uid.clone(), worker.generation),
-                    count: 0,
-                    retry_at: Instant::now(),
-                });
-                if failures.uid_generation != (worker.uid.clone(), worker.generation) {
-                    failures.uid_generation = (worker.uid.clone(), worker.generation);
-                    failures.count = 0;
-                }
-                failures.count += 1;
+                let count = self.count_failure(&key, &worker);
                 let wait = crate::backoff::exponential(
                     self.opts.retry_base,
                     self.opts.retry_cap,
-                    failures.count - 1,
+                    count - 1,
                 );
-                failures.retry_at = Instant::now() + wait;
+                self.retry_after(&key, wait);
                 let reason = camel(reason.unwrap_or("failed"));
                 tracing::warn!(
                     namespace = %key.0, name = %key.1, %reason, error = %message,
@@ -240,19 +235,38 @@ impl Manager {
             (Kind::Supervise, Ok(())) => {}
             (Kind::Cleanup, Err(message)) => {
                 tracing::warn!(namespace = %key.0, name = %key.1, error = %message, "cleanup failed; retrying");
-                let failures = self.failures.entry(key.clone()).or_insert(Failures {
-                    uid_generation: (worker.uid.clone(), worker.generation),
-                    count: 0,
-                    retry_at: Instant::now(),
-                });
-                failures.count += 1;
-                failures.retry_at = Instant::now() + self.opts.cleanup_interval;
+                self.count_failure(&key, &worker);
+                self.retry_after(&key, self.opts.cleanup_interval);
             }
+            // The Delete event that follows forgets the rest.
             (Kind::Cleanup, Ok(())) => {
                 self.failures.remove(&key);
             }
         }
         self.reconcile(&key).await;
+    }
+
+    /// Counts a failure of `worker`'s object version (a new version starts
+    /// from zero); returns the count.
+    fn count_failure(&mut self, key: &Key, worker: &Worker) -> u32 {
+        let version = (worker.uid.clone(), worker.generation);
+        let failures = self.failures.entry(key.clone()).or_insert(Failures {
+            uid_generation: version.clone(),
+            count: 0,
+            retry_at: Instant::now(),
+        });
+        if failures.uid_generation != version {
+            failures.uid_generation = version;
+            failures.count = 0;
+        }
+        failures.count += 1;
+        failures.count
+    }
+
+    fn retry_after(&mut self, key: &Key, wait: Duration) {
+        if let Some(failures) = self.failures.get_mut(key) {
+            failures.retry_at = Instant::now() + wait;
+        }
     }
 
     async fn on_tick(&mut self) {
