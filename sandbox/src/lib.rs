@@ -13,6 +13,7 @@ pub mod controller_process;
 pub mod crds;
 pub mod demo;
 pub mod github;
+pub mod helm;
 pub mod kubelet;
 pub mod names;
 pub mod paths;
