@@ -4,8 +4,10 @@
 //! `python3 -c <script>` with a JSON request on stdin and reads one JSON
 //! answer on stdout; `$PYTHON` picks another interpreter.
 //!
-//! Offline only for now: [`lint`] and [`render`]. Install and upgrade against
-//! the sandbox's API server come later.
+//! Offline: [`lint`] and [`render`]. Against an API server (the sandbox's,
+//! through a kubeconfig): [`install`], [`upgrade`] and [`uninstall`], which
+//! return once Helm has written every object (no `--wait`: no kubelet runs
+//! pods in the sandbox, so nothing would ever become ready).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -34,6 +36,17 @@ req = json.load(sys.stdin)
 try:
     if req["op"] == "lint":
         reply({"ok": helm.lint(req["chart"], req["values"], namespace=req.get("namespace"))})
+    elif req["op"] in ("install", "upgrade", "uninstall"):
+        with helm.Config(kubeconfig_path=req["kubeconfig"], namespace=req["namespace"]) as cfg:
+            if req["op"] == "install":
+                out = cfg.install(req["chart"], req["name"], req["values"],
+                                  namespace=req["namespace"], timeout=req["timeout"])
+            elif req["op"] == "upgrade":
+                out = cfg.upgrade(req["chart"], req["name"], req["values"],
+                                  namespace=req["namespace"], timeout=req["timeout"])
+            else:
+                out = cfg.uninstall(req["name"], timeout=req["timeout"])["release"]
+        reply({"ok": out})
     elif req["op"] == "render":
         with helm.Chart.load(req["chart"]) as chart:
             out = chart.render(req["values"], name=req["name"], namespace=req["namespace"])
@@ -64,6 +77,21 @@ pub enum HelmError {
     #[error("chart {chart}: {kind}: {message}")]
     Helm {
         chart: String,
+        kind: String,
+        message: String,
+    },
+    /// Helm refused or failed a release action (install, upgrade,
+    /// uninstall): `kind` is the SDK's exception class (`HelmReleaseError`,
+    /// `HelmNotFoundError`, `HelmKubeError`, ...), `message` Helm's own text.
+    #[error(
+        "release {release} in namespace {namespace}{}: {kind}: {message}",
+        .chart.as_deref().map(|c| format!(" (chart {c})")).unwrap_or_default()
+    )]
+    Release {
+        release: String,
+        namespace: String,
+        /// The chart installed or upgraded; None for an uninstall.
+        chart: Option<String>,
         kind: String,
         message: String,
     },
@@ -200,10 +228,141 @@ pub fn render(
     })
 }
 
+/// Seconds Helm may take for one release action before it gives up.
+const RELEASE_TIMEOUT_SECS: u64 = 120;
+
+/// A release as Helm reports it after an install, upgrade or uninstall.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Release {
+    pub name: String,
+    pub namespace: String,
+    pub revision: u64,
+    /// Helm's state: `deployed` after an install or upgrade, `uninstalled`
+    /// after an uninstall.
+    pub status: String,
+    /// The rendered NOTES.txt.
+    #[serde(default)]
+    pub notes: String,
+    /// Every manifest of the release, as applied.
+    #[serde(default)]
+    pub manifest: String,
+    #[serde(default)]
+    pub chart_name: String,
+    #[serde(default)]
+    pub chart_version: String,
+    #[serde(default)]
+    pub app_version: String,
+}
+
+/// `helm install <release> <chart_dir> -n <namespace>` against the API
+/// server of `kubeconfig`, with `values` (an object, merged over the chart's
+/// values.yaml). The chart's `crds/` are created when missing and left alone
+/// when they exist. Returns once every object is written (no `--wait`).
+pub fn install(
+    chart_dir: &Path,
+    release: &str,
+    namespace: &str,
+    values: &Value,
+    kubeconfig: &Path,
+) -> Result<Release, HelmError> {
+    release_action(
+        "install",
+        Some(chart_dir),
+        release,
+        namespace,
+        values,
+        kubeconfig,
+    )
+}
+
+/// `helm upgrade <release> <chart_dir> -n <namespace>` with `values` (the
+/// release's values become exactly these, merged over the chart's
+/// values.yaml, as the CLI does without `--reuse-values`).
+pub fn upgrade(
+    chart_dir: &Path,
+    release: &str,
+    namespace: &str,
+    values: &Value,
+    kubeconfig: &Path,
+) -> Result<Release, HelmError> {
+    release_action(
+        "upgrade",
+        Some(chart_dir),
+        release,
+        namespace,
+        values,
+        kubeconfig,
+    )
+}
+
+/// `helm uninstall <release> -n <namespace>`: deletes the release's objects
+/// (not its CRDs, as Helm never does) and its history. Returns once the
+/// deletes are accepted (objects with finalizers may still be going), with
+/// the release as it was and status `uninstalled`. A release that does not
+/// exist is an error (`HelmNotFoundError`).
+pub fn uninstall(release: &str, namespace: &str, kubeconfig: &Path) -> Result<Release, HelmError> {
+    release_action(
+        "uninstall",
+        None,
+        release,
+        namespace,
+        &Value::Null,
+        kubeconfig,
+    )
+}
+
+fn release_action(
+    op: &str,
+    chart_dir: Option<&Path>,
+    release: &str,
+    namespace: &str,
+    values: &Value,
+    kubeconfig: &Path,
+) -> Result<Release, HelmError> {
+    let chart = chart_dir.map(|c| c.display().to_string());
+    let subject = match &chart {
+        Some(chart) => format!("{chart} (release {release} in namespace {namespace})"),
+        None => format!("- (release {release} in namespace {namespace})"),
+    };
+    let raw = call_raw(
+        &subject,
+        json!({
+            "op": op,
+            "chart": chart,
+            "name": release,
+            "namespace": namespace,
+            "values": values,
+            "kubeconfig": kubeconfig.display().to_string(),
+            "timeout": RELEASE_TIMEOUT_SECS,
+        }),
+    )?
+    .map_err(|error| HelmError::Release {
+        release: release.to_string(),
+        namespace: namespace.to_string(),
+        chart: chart.clone(),
+        kind: error.kind,
+        message: error.message.trim().to_string(),
+    })?;
+    serde_json::from_value(raw).map_err(|e| HelmError::Bridge {
+        chart: subject,
+        message: format!("unexpected {op} result: {e}"),
+    })
+}
+
 fn call(chart: &str, request: Value) -> Result<Value, HelmError> {
+    call_raw(chart, request)?.map_err(|error| HelmError::Helm {
+        chart: chart.to_string(),
+        kind: error.kind,
+        message: error.message.trim().to_string(),
+    })
+}
+
+/// Runs the bridge. The outer error is the bridge's own failure (named after
+/// `subject`); the inner one Helm's refusal, for the caller to name.
+fn call_raw(subject: &str, request: Value) -> Result<Result<Value, RawError>, HelmError> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
     let bridge = |message: String| HelmError::Bridge {
-        chart: chart.to_string(),
+        chart: subject.to_string(),
         message,
     };
     let mut child = Command::new(&python)
@@ -214,7 +373,7 @@ fn call(chart: &str, request: Value) -> Result<Value, HelmError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| HelmError::Spawn {
-            chart: chart.to_string(),
+            chart: subject.to_string(),
             python: python.clone(),
             source,
         })?;
@@ -236,12 +395,8 @@ fn call(chart: &str, request: Value) -> Result<Value, HelmError> {
         ))
     })?;
     match (answer.ok, answer.error) {
-        (_, Some(error)) => Err(HelmError::Helm {
-            chart: chart.to_string(),
-            kind: error.kind,
-            message: error.message.trim().to_string(),
-        }),
-        (Some(ok), None) => Ok(ok),
+        (_, Some(error)) => Ok(Err(error)),
+        (Some(ok), None) => Ok(Ok(ok)),
         (None, None) => Err(bridge("an empty answer".to_string())),
     }
 }
