@@ -553,3 +553,83 @@ async fn deleting_a_scale_set_with_a_busy_runner_gives_up_after_the_timeout_and_
     controller.assert_alive();
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_set_deleted_with_its_credentials_still_drains_and_deletes_on_github() {
+    let s = Setup::new("proc-uninstall", 0, 3).await;
+    let mut controller = Controller::start(&s.ns, "uninstall.log");
+    let scale_set_id = s.until_listening().await;
+    let job = s
+        .fake
+        .queue_job(scale_set_id, NewJob::default())
+        .runner_request_id;
+    let pod = wait::until("a runner pod", WAIT, || async {
+        s.pod_names().await.into_iter().next()
+    })
+    .await
+    .unwrap();
+    kubelet::set_running(&s.ns.api(), &pod, "runner")
+        .await
+        .unwrap();
+    wait::until("the job assigned", WAIT, || async {
+        (s.jobs(scale_set_id, JobState::Assigned).len() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    s.fake.start_job(job, &pod).expect("start the job");
+    wait::until("the pod marked busy", WAIT, || async {
+        s.pods()
+            .await
+            .first()?
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(runway_controller::runner::BUSY_ANNOTATION)?;
+        Some(())
+    })
+    .await
+    .unwrap();
+
+    // `helm uninstall`: the object and its credentials Secret go together.
+    let api: Api<RunnerScaleSet> = s.ns.api();
+    api.delete(&s.name, &DeleteParams::default()).await.unwrap();
+    let secrets: Api<Secret> = s.ns.api();
+    secrets
+        .delete(SECRET, &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // The busy runner finishes its job; then everything goes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(s.rss().await.is_some(), "held for the busy runner");
+    s.fake.complete_job(job, "succeeded").unwrap();
+    kubelet::set_terminated(
+        &s.ns.api(),
+        &pod,
+        "runner",
+        kubelet::Termination::completed(),
+    )
+    .await
+    .unwrap();
+    wait::until("the RunnerScaleSet gone", WAIT, || async {
+        s.rss().await.is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        s.fake
+            .snapshot()
+            .scale_sets
+            .iter()
+            .all(|x| x.id != scale_set_id),
+        "the scale set was deleted on GitHub with the supervisor's client"
+    );
+    assert!(s.registered(scale_set_id).is_empty());
+    wait::until("no runner pod or JIT Secret left", WAIT, || async {
+        (s.pod_names().await.is_empty() && s.jit_secrets().await.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    controller.assert_alive();
+    controller.stop().await;
+}

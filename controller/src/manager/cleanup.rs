@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use super::{FINALIZER, ManagerOptions};
 use crate::crd::RunnerScaleSet;
+use crate::github::ActionsClient;
 use crate::patch;
 use crate::runner::Context;
 use crate::runner::cleanup::retire_runners;
@@ -48,6 +49,7 @@ pub async fn run(
     recorder: Recorder,
     rss: RunnerScaleSet,
     opts: &ManagerOptions,
+    cached: Option<ActionsClient>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), CleanupError> {
     let owner = Owner::of(&rss).ok_or(CleanupError::NotStored)?;
@@ -82,11 +84,17 @@ pub async fn run(
     };
 
     // GitHub credentials: without them neither runners nor the scale set
-    // can be removed; wait (the Secret may come back), up to the deadline.
+    // can be removed. The Secret first (it may have been rotated); if it is
+    // gone (`helm uninstall` deletes it with the object), the client the
+    // supervisor used; else wait for the Secret, up to the deadline.
     let mut warned = false;
     let client = loop {
         match github_client(&kube, &rss, &owner, &opts.supervisor).await {
             Ok(client) => break client,
+            Err(error) if cached.is_some() => {
+                tracing::info!(namespace = %owner.namespace, name = %owner.name, %error, "cleanup goes on with the supervisor's GitHub client");
+                break cached.clone().expect("checked");
+            }
             Err(error) if timed_out() => {
                 let note = format!(
                     "gave up after {}: {error}; scale set {scale_set_id} and its runners may remain on GitHub",

@@ -36,7 +36,8 @@ use tokio::sync::{mpsc, watch};
 use crate::conditions::{self, CONDITION_LISTENING, CONDITION_READY};
 use crate::crd::RunnerScaleSet;
 use crate::patch;
-use crate::scale_set::{SupervisorError, SupervisorOptions, run_scale_set};
+use crate::scale_set::checkpoint::lock;
+use crate::scale_set::{ClientSlot, SupervisorError, SupervisorOptions, run_scale_set};
 pub use plan::{Kind, Step, Worker, plan};
 
 /// Held by every live `RunnerScaleSet` until its runners and its scale set on
@@ -136,6 +137,7 @@ pub async fn run(
         init: Vec::new(),
         running: HashMap::new(),
         failures: HashMap::new(),
+        clients: HashMap::new(),
         exits: exits_tx,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -165,6 +167,9 @@ struct Manager {
     init: Vec<RunnerScaleSet>,
     running: HashMap<Key, Running>,
     failures: HashMap<Key, Failures>,
+    /// The GitHub client each object's supervisor made, by object uid: its
+    /// cleanup may need it after the credentials Secret is gone.
+    clients: HashMap<Key, (String, ClientSlot)>,
     exits: mpsc::UnboundedSender<Exit>,
 }
 
@@ -184,6 +189,7 @@ impl Manager {
                 let key = key_of(&rss);
                 self.objects.remove(&key);
                 self.failures.remove(&key);
+                self.clients.remove(&key);
                 if let Some(metrics) = &self.opts.supervisor.metrics {
                     metrics.remove_scale_set(&key.0, &key.1);
                 }
@@ -349,7 +355,19 @@ impl Manager {
         match kind {
             Kind::Supervise => {
                 tracing::info!(namespace = %key.0, name = %key.1, generation = ?worker.generation, "starting the scale set supervisor");
-                let opts = self.opts.supervisor.clone();
+                let slot = match self.clients.get(key) {
+                    Some((uid, slot)) if *uid == worker.uid => slot.clone(),
+                    _ => {
+                        let slot = ClientSlot::default();
+                        self.clients
+                            .insert(key.clone(), (worker.uid.clone(), slot.clone()));
+                        slot
+                    }
+                };
+                let opts = SupervisorOptions {
+                    client_slot: Some(slot),
+                    ..self.opts.supervisor.clone()
+                };
                 tokio::spawn(async move {
                     let result = run_scale_set(kube, rss, opts, stop_rx).await;
                     let reason = result.as_ref().err().map(SupervisorError::metric_label);
@@ -365,8 +383,13 @@ impl Manager {
                 tracing::info!(namespace = %key.0, name = %key.1, "cleaning up a deleted scale set");
                 let opts = self.opts.clone();
                 let recorder = self.recorder.clone();
+                let cached = self
+                    .clients
+                    .get(key)
+                    .filter(|(uid, _)| *uid == worker.uid)
+                    .and_then(|(_, slot)| lock(slot).clone());
                 tokio::spawn(async move {
-                    let result = cleanup::run(kube, recorder, rss, &opts, stop_rx).await;
+                    let result = cleanup::run(kube, recorder, rss, &opts, cached, stop_rx).await;
                     let _ = exits.send(Exit {
                         key: k,
                         worker: w,

@@ -3,9 +3,12 @@
 //!
 //! Each call is one pass (the caller repeats it until nothing is left, or
 //! its time runs out): a pod already being deleted gets its registration
-//! removed and its finalizer released; an idle or pending runner is
-//! unregistered, then deleted; a busy runner (annotated, or refused by
-//! GitHub with `JobStillRunning`) is left to finish its job.
+//! removed and its finalizer released; a pod whose runner exited is
+//! deleted; an idle or pending runner is unregistered, then deleted; a busy
+//! runner (annotated, or refused by GitHub with `JobStillRunning`) is left to
+//! finish its job.
+
+use k8s_openapi::api::core::v1::Pod;
 
 use super::pod::is_busy;
 use super::reconcile::{Context, Outcome, Pass, ReconcileError, Unregistered};
@@ -41,33 +44,51 @@ pub async fn retire_runners<R: RunnerRegistry>(
     for pod in pass.list().await? {
         let name = pod_name(&pod).to_owned();
         let out = &mut cleanup.outcome;
-        let errors = out.errors.len();
-        if pod.metadata.deletion_timestamp.is_some() {
-            let result = pass.release(&pod, out).await;
-            pass.note(result, out);
-            cleanup.other.push(name);
-            continue;
-        }
-        if is_busy(&pod) {
-            cleanup.busy.push(name);
-            continue;
-        }
-        let result = match pass.unregister_pod(&pod, out).await {
-            Ok(Unregistered::StillRunning) => {
-                cleanup.busy.push(name);
-                continue;
-            }
-            Ok(Unregistered::Gone) => match pass.delete(&pod, out).await {
-                Ok(Some(deleting)) => pass.remove_finalizer(&deleting, out).await,
-                Ok(None) => Ok(()),
+        let result = if pod.metadata.deletion_timestamp.is_some() {
+            pass.release(&pod, out).await.map(|()| Left::Other)
+        } else if has_ended(&pod) {
+            // Its runner exited (after its job, or failed): nothing to wait
+            // for, whatever the busy mark says.
+            pass.delete_and_release(&pod, out)
+                .await
+                .map(|()| Left::Gone)
+        } else if is_busy(&pod) {
+            Ok(Left::Busy)
+        } else {
+            match pass.unregister_pod(&pod, out).await {
+                // Busy after all: GitHub refused to unregister it.
+                Ok(Unregistered::StillRunning) => Ok(Left::Busy),
+                Ok(Unregistered::Gone) => {
+                    pass.delete_released(&pod, out).await.map(|()| Left::Gone)
+                }
                 Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+            }
         };
-        pass.note(result, out);
-        if out.errors.len() > errors {
-            cleanup.other.push(name);
+        match result {
+            Ok(Left::Busy) => cleanup.busy.push(name),
+            Ok(Left::Other) => cleanup.other.push(name),
+            Ok(Left::Gone) => {}
+            Err(error) => {
+                pass.note(Err(error), out);
+                cleanup.other.push(name);
+            }
         }
     }
     Ok(cleanup)
+}
+
+/// What became of one pod in a pass.
+enum Left {
+    Gone,
+    Busy,
+    /// Being deleted right now; the next pass looks again.
+    Other,
+}
+
+/// Whether the pod's containers are done (`Succeeded` or `Failed`).
+fn has_ended(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }

@@ -25,7 +25,7 @@ use crate::github::wire::{self, Label, RunnerScaleSetRequest};
 
 pub use checkpoint::{CheckpointError, SharedConditions, StatusCheckpoint};
 pub use github::{Deleted, delete_scale_set_if_ours, ensure_scale_set};
-pub use supervisor::{SupervisorError, SupervisorOptions, Totals, run_scale_set};
+pub use supervisor::{ClientSlot, SupervisorError, SupervisorOptions, Totals, run_scale_set};
 
 /// Prefix of the owner label.
 pub const OWNER_LABEL_PREFIX: &str = "runway-owner:";

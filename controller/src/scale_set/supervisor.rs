@@ -80,10 +80,17 @@ pub struct SupervisorOptions {
     /// The controller's metrics: each scale set publishes ARC's `gha_*`
     /// series there.
     pub metrics: Option<Metrics>,
+    /// Where to leave the GitHub client once made, so that the cleanup of a
+    /// deleted object can still reach GitHub when its credentials Secret was
+    /// deleted with it.
+    pub client_slot: Option<ClientSlot>,
     /// Where to publish the running [`Totals`] (metrics, tests); `None`
     /// keeps them to the supervisor.
     pub totals: Option<watch::Sender<Totals>>,
 }
+
+/// A supervisor's GitHub client, for whoever cleans up after it.
+pub type ClientSlot = Arc<std::sync::Mutex<Option<ActionsClient>>>;
 
 /// What a supervisor did since it started: passes, the reconciler's
 /// Kubernetes writes and GitHub calls, and its own status writes.
@@ -109,6 +116,7 @@ impl Default for SupervisorOptions {
             resync: Duration::from_secs(5),
             status_interval: Duration::from_secs(5),
             metrics: None,
+            client_slot: None,
             totals: None,
         }
     }
@@ -272,6 +280,9 @@ pub async fn run_scale_set(
     // must not wait for it.
     let prepare = async {
         let client = github_client(&kube, &rss, &owner, &opts).await?;
+        if let Some(slot) = &opts.client_slot {
+            *lock(slot) = Some(client.clone());
+        }
         let ensured = ensure_scale_set(&client, &rss, &owner).await?;
         let scale_set = ensured.scale_set;
         tracing::info!(

@@ -44,6 +44,7 @@ pub fn options(totals: watch::Sender<Totals>) -> SupervisorOptions {
         resync: Duration::from_secs(1),
         status_interval: Duration::from_millis(200),
         metrics: None,
+        client_slot: None,
         totals: Some(totals),
     }
 }
