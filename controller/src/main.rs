@@ -3,11 +3,15 @@
 //! in an ephemeral runner pod.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use runway_controller::github::{HostRateLimiter, RateLimit, RateLimits};
 use runway_controller::kube_client::{self, KubeClientOptions};
 use runway_controller::leader::{LeaderConfig, LeaderElector, default_identity};
 use runway_controller::manager::{self, ManagerOptions};
@@ -63,6 +67,72 @@ struct RunArgs {
     /// is let go (an Event says what is left).
     #[arg(long, env = "RUNWAY_DELETION_TIMEOUT", default_value_t = 900.0)]
     deletion_timeout: f64,
+    /// Log lines as human-readable text or as one JSON object per line (the
+    /// filter is RUST_LOG, default info).
+    #[arg(long, env = "RUNWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// GitHub requests per second, sustained, per GitHub host; one budget
+    /// shared by all scale sets.
+    #[arg(
+        long,
+        env = "RUNWAY_GITHUB_RATE",
+        value_name = "PER_SECOND",
+        value_parser = at_least_one,
+        default_value_t = RateLimit::default().per_second,
+    )]
+    github_rate: NonZeroU32,
+    /// GitHub requests allowed at once before --github-rate paces them (the
+    /// bucket size), per GitHub host.
+    #[arg(
+        long,
+        env = "RUNWAY_GITHUB_BURST",
+        value_name = "N",
+        value_parser = at_least_one,
+        default_value_t = RateLimit::default().burst,
+    )]
+    github_burst: NonZeroU32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A whole number of at least 1 (clap names the flag in its error).
+fn at_least_one(value: &str) -> Result<NonZeroU32, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| "must be a whole number of at least 1".to_owned())
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default info), in `format`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The one GitHub rate limiter every scale set's client shares: the same
+/// limit for every host, one bucket per host.
+fn github_rate_limiter(args: &RunArgs) -> Arc<HostRateLimiter> {
+    let limit = RateLimit {
+        per_second: args.github_rate,
+        burst: args.github_burst,
+    };
+    Arc::new(HostRateLimiter::new(RateLimits {
+        default: limit,
+        per_host: BTreeMap::new(),
+    }))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,13 +152,7 @@ fn main() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(args.log_format);
 
     let seconds = |name: &str, secs: f64| {
         Duration::try_from_secs_f64(secs)
@@ -158,6 +222,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..SupervisorOptions::default()
     };
     supervisor.github.transport.metrics = Some(metrics.clone());
+    supervisor.github.rate_limiter = github_rate_limiter(&args);
     supervisor.runners.sidecars = sidecars;
     let opts = ManagerOptions {
         supervisor,
@@ -196,4 +261,62 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         leadership.release().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["runway-controller", "run"].iter().chain(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Some(Command::Run(args)) => Ok(args),
+            _ => unreachable!("parsed as run"),
+        }
+    }
+
+    #[test]
+    fn log_format_and_github_limits_default_and_parse() {
+        let args = run_args(&[]).expect("defaults parse");
+        assert_eq!(args.log_format, LogFormat::Text);
+        let limiter = github_rate_limiter(&args);
+        assert_eq!(limiter.limits().default, RateLimit::default());
+        assert!(limiter.limits().per_host.is_empty());
+
+        let args = run_args(&[
+            "--log-format",
+            "json",
+            "--github-rate",
+            "5",
+            "--github-burst",
+            "50",
+        ])
+        .expect("parses");
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(
+            github_rate_limiter(&args).limits().default,
+            RateLimit::new(5, 50).unwrap()
+        );
+    }
+
+    #[test]
+    fn zero_or_invalid_values_are_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--github-rate", "0"),
+            ("--github-rate", "-1"),
+            ("--github-rate", "1.5"),
+            ("--github-burst", "0"),
+            ("--github-burst", "lots"),
+            ("--log-format", "xml"),
+        ] {
+            let error = match run_args(&[&format!("{flag}={value}")]) {
+                Ok(_) => panic!("{flag} {value} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(error.contains(flag), "{flag} {value}: {error}");
+            assert!(error.contains(value), "{flag} {value}: {error}");
+        }
+        let error = run_args(&["--github-rate", "0"]).err().unwrap().to_string();
+        assert!(error.contains("at least 1"), "{error}");
+    }
 }

@@ -185,6 +185,9 @@ fn default_render_has_the_expected_kinds_and_flags() {
     assert_eq!(flag(&args, "--kube-burst"), Some("40"));
     assert_eq!(flag(&args, "--leader-elect"), Some("true"));
     assert_eq!(flag(&args, "--metrics-addr"), Some("0.0.0.0:8080"));
+    assert_eq!(flag(&args, "--log-format"), Some("text"));
+    assert_eq!(flag(&args, "--github-rate"), Some("20"));
+    assert_eq!(flag(&args, "--github-burst"), Some("200"));
     assert_eq!(
         flag(&args, "--namespace"),
         None,
@@ -244,6 +247,19 @@ fn default_render_has_the_expected_kinds_and_flags() {
             assert!(labels.get(key).is_some(), "{} lacks label {key}", kind(o));
         }
     }
+}
+
+#[test]
+fn log_format_and_github_rate_limit_are_passed_as_flags() {
+    let objects = objects(json!({
+        "log": { "level": "debug", "format": "json" },
+        "githubRateLimit": { "perSecond": 7, "burst": 1000000 },
+    }));
+    let args = args(&objects);
+    assert_eq!(flag(&args, "--log-format"), Some("json"));
+    assert_eq!(flag(&args, "--github-rate"), Some("7"));
+    // Whole numbers stay whole (not 1e+06), as the controller parses them.
+    assert_eq!(flag(&args, "--github-burst"), Some("1000000"));
 }
 
 #[test]
@@ -312,6 +328,18 @@ fn unknown_keys_and_wrong_types_are_refused_naming_the_key() {
 
     let message = refused(json!({ "kubeClient": { "burst": 0 } }));
     assert!(message.contains("/kubeClient/burst"), "{message}");
+
+    let message = refused(json!({ "log": { "format": "xml" } }));
+    assert!(message.contains("/log/format"), "{message}");
+
+    let message = refused(json!({ "githubRateLimit": { "perSecond": 0 } }));
+    assert!(message.contains("/githubRateLimit/perSecond"), "{message}");
+
+    let message = refused(json!({ "githubRateLimit": { "burst": 2.5 } }));
+    assert!(message.contains("/githubRateLimit/burst"), "{message}");
+
+    let message = refused(json!({ "githubRateLimit": { "qps": 5 } }));
+    assert!(message.contains("qps"), "{message}");
 
     let report = helm::lint(&chart(), &json!({ "replicaCount": 2 })).expect("lint");
     assert!(
