@@ -16,11 +16,10 @@ use kube::runtime::events::EventType;
 use rand::Rng;
 
 use super::jit_secret;
-use super::outcome::{
-    CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, Outcome, ReconcileError, RunnerCondition,
-};
+use super::outcome::{CONDITION_QUOTA_EXCEEDED, Outcome, ReconcileError, RunnerCondition};
 use super::pod::{RunnerPod, has_irsa};
 use super::reconcile::Pass;
+use super::reconcile::irsa_condition;
 use super::registry::RunnerRegistry;
 use super::state::pod_name;
 use crate::crd::RunnerScaleSetSpec;
@@ -69,6 +68,7 @@ impl<R: RunnerRegistry> Pass<'_, R> {
         // Template problems surface before anything is registered.
         RunnerPod::new(self.rss, format!("{}-check", self.prefix())).build()?;
         let irsa_expected = self.check_service_account().await?;
+        self.ctx.memory().irsa_expected = Some(irsa_expected);
         // Up to `create_concurrency` creations in flight, a new one started
         // as soon as one ends (a burst of jobs should not wait for one round
         // trip per runner, nor for the slowest of a wave); a quota refusal or
@@ -202,13 +202,8 @@ impl<R: RunnerRegistry> Pass<'_, R> {
                     .await;
                     continue;
                 }
-                out.conditions.push(RunnerCondition {
-                    type_: CONDITION_IRSA_MISSING,
-                    reason: "RunnerPodWithoutIrsa",
-                    message: format!(
-                        "runner pod {name} has no IRSA credentials even after one replacement; check that the pod identity webhook runs and serves this namespace"
-                    ),
-                });
+                out.conditions
+                    .extend(irsa_condition(std::slice::from_ref(&created), Some(true)));
             }
             let jit = match self.register(&name, existing, out).await {
                 Ok(Some(jit)) => jit,

@@ -37,8 +37,8 @@ pub use super::outcome::{
     CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls, KubeWrites, Outcome,
     ReconcileError, RunnerCondition,
 };
-use super::pod::jit_secret_name;
 use super::pod::{SidecarSupport, busy_annotations, is_busy};
+use super::pod::{has_irsa, jit_secret_name};
 use super::registry::RunnerRegistry;
 use super::state::{Memory, has_registration_finalizer, pod_name, runner_id, runner_of, to_chrono};
 use super::{REGISTRATION_FINALIZER, SCALE_SET_LABEL};
@@ -238,11 +238,37 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
             .await?;
     }
 
+    if let Some(condition) = irsa_condition(&pods, ctx.memory().irsa_expected) {
+        out.conditions.push(condition);
+    }
     if let Some(at) = plan.requeue_at {
         out.requeue_at(at, now);
     }
     out.plan = plan;
     Ok(out)
+}
+
+/// `IrsaMissing` while any live runner pod lacks the IRSA credentials its
+/// ServiceAccount asks for (the pod identity webhook did not serve it): a
+/// state, raised on every pass it holds, not only by the pass that made the
+/// pod.
+pub(super) fn irsa_condition(pods: &[Pod], irsa_expected: Option<bool>) -> Option<RunnerCondition> {
+    if irsa_expected != Some(true) {
+        return None;
+    }
+    let missing: Vec<&str> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && !has_irsa(p))
+        .map(pod_name)
+        .collect();
+    (!missing.is_empty()).then(|| RunnerCondition {
+        type_: CONDITION_IRSA_MISSING,
+        reason: "RunnerPodWithoutIrsa",
+        message: format!(
+            "runner pod(s) {} have no IRSA credentials (no AWS_ROLE_ARN, no aws-iam-token volume) although their ServiceAccount has eks.amazonaws.com/role-arn; check that the pod identity webhook runs and serves this namespace",
+            missing.join(", ")
+        ),
+    })
 }
 
 /// Whether any container of the pod has run: the kubelet found its Secret.

@@ -145,6 +145,9 @@ pub struct Memory {
     pub secrets_checked: bool,
     /// Runners done with their job that the statistics still count.
     pub ended: EndedRunners,
+    /// Whether the runners' ServiceAccount asks for IRSA, as the last
+    /// creation found it.
+    pub irsa_expected: Option<bool>,
 }
 
 #[cfg(test)]

@@ -571,10 +571,13 @@ impl Supervisor {
         demand: &runner::Demand,
         raised: &[RunnerCondition],
     ) -> Option<Duration> {
+        let updates = runner_conditions(&lock(&self.conditions), raised, self.generation);
         // Within the interval, not even the list: a burst of passes must not
-        // spend the client's QPS on counts nobody reads that fast.
+        // spend the client's QPS on counts nobody reads that fast. A changed
+        // condition is news, and goes out at once.
         let since = self.written_at.map(|at| at.elapsed());
-        if let Some(held) = since.and_then(|since| self.status_interval.checked_sub(since))
+        if updates.is_empty()
+            && let Some(held) = since.and_then(|since| self.status_interval.checked_sub(since))
             && !held.is_zero()
         {
             return Some(held);
@@ -592,11 +595,7 @@ impl Supervisor {
             }
         };
         let summary = Summary::of(desired, &pods, demand);
-        let conditions = {
-            let current = lock(&self.conditions);
-            let updates = runner_conditions(&current, raised, self.generation);
-            (!updates.is_empty()).then(|| merge(&current, updates))
-        };
+        let conditions = (!updates.is_empty()).then(|| merge(&lock(&self.conditions), updates));
         if self.written == Some(summary) && conditions.is_none() {
             return None;
         }
