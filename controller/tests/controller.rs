@@ -198,6 +198,42 @@ impl Setup {
             .collect()
     }
 
+    /// Queues one job and plays it onto its runner: the pod Running, the job
+    /// started on it, the pod marked busy. Returns the job and the pod.
+    async fn busy_runner(&self, scale_set_id: i64) -> (i64, String) {
+        let job = self
+            .fake
+            .queue_job(scale_set_id, NewJob::default())
+            .runner_request_id;
+        let pod = wait::until("a runner pod", WAIT, || async {
+            self.pod_names().await.into_iter().next()
+        })
+        .await
+        .unwrap();
+        kubelet::set_running(&self.ns.api(), &pod, "runner")
+            .await
+            .unwrap();
+        wait::until("the job assigned", WAIT, || async {
+            (self.jobs(scale_set_id, JobState::Assigned).len() == 1).then_some(())
+        })
+        .await
+        .unwrap();
+        self.fake.start_job(job, &pod).expect("start the job");
+        wait::until("the pod marked busy", WAIT, || async {
+            self.pods()
+                .await
+                .first()?
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(runway_controller::runner::BUSY_ANNOTATION)?;
+            Some(())
+        })
+        .await
+        .unwrap();
+        (job, pod)
+    }
+
     /// Waits for the scale set id and both conditions true.
     async fn until_listening(&self) -> i64 {
         wait::until("Ready and Listening", WAIT, || async {
@@ -472,36 +508,7 @@ async fn deleting_a_scale_set_with_a_busy_runner_gives_up_after_the_timeout_and_
     let s = Setup::new("proc-stuck", 0, 3).await;
     let mut controller = Controller::start_with(&s.ns, "stuck.log", Duration::from_secs(4));
     let scale_set_id = s.until_listening().await;
-    let job = s
-        .fake
-        .queue_job(scale_set_id, NewJob::default())
-        .runner_request_id;
-    let pod = wait::until("a runner pod", WAIT, || async {
-        s.pod_names().await.into_iter().next()
-    })
-    .await
-    .unwrap();
-    kubelet::set_running(&s.ns.api(), &pod, "runner")
-        .await
-        .unwrap();
-    wait::until("the job assigned", WAIT, || async {
-        (s.jobs(scale_set_id, JobState::Assigned).len() == 1).then_some(())
-    })
-    .await
-    .unwrap();
-    s.fake.start_job(job, &pod).expect("start the job");
-    wait::until("the pod marked busy", WAIT, || async {
-        s.pods()
-            .await
-            .first()?
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(runway_controller::runner::BUSY_ANNOTATION)?;
-        Some(())
-    })
-    .await
-    .unwrap();
+    let (_job, pod) = s.busy_runner(scale_set_id).await;
 
     // The job never ends: the deletion waits, then lets go and says what is
     // left; it never hangs.
@@ -559,36 +566,7 @@ async fn a_scale_set_deleted_with_its_credentials_still_drains_and_deletes_on_gi
     let s = Setup::new("proc-uninstall", 0, 3).await;
     let mut controller = Controller::start(&s.ns, "uninstall.log");
     let scale_set_id = s.until_listening().await;
-    let job = s
-        .fake
-        .queue_job(scale_set_id, NewJob::default())
-        .runner_request_id;
-    let pod = wait::until("a runner pod", WAIT, || async {
-        s.pod_names().await.into_iter().next()
-    })
-    .await
-    .unwrap();
-    kubelet::set_running(&s.ns.api(), &pod, "runner")
-        .await
-        .unwrap();
-    wait::until("the job assigned", WAIT, || async {
-        (s.jobs(scale_set_id, JobState::Assigned).len() == 1).then_some(())
-    })
-    .await
-    .unwrap();
-    s.fake.start_job(job, &pod).expect("start the job");
-    wait::until("the pod marked busy", WAIT, || async {
-        s.pods()
-            .await
-            .first()?
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(runway_controller::runner::BUSY_ANNOTATION)?;
-        Some(())
-    })
-    .await
-    .unwrap();
+    let (job, pod) = s.busy_runner(scale_set_id).await;
 
     // `helm uninstall`: the object and its credentials Secret go together.
     let api: Api<RunnerScaleSet> = s.ns.api();
