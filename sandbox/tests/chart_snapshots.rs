@@ -10,10 +10,13 @@
 //! `RUNWAY_UPDATE_SNAPSHOTS=1 cargo test -p runway-sandbox --test chart_snapshots`
 //! rewrites the snapshots; review the diff before committing it.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use runway_sandbox::helm;
 use serde_json::{Value, json};
+use support::example;
 
 const UPDATE_VAR: &str = "RUNWAY_UPDATE_SNAPSHOTS";
 const UPDATE_COMMAND: &str =
@@ -107,16 +110,6 @@ fn scale_set_example_eks_arm64_dind_irsa() {
         "scale-set-eks-arm64-dind-irsa",
         example("eks-arm64-dind-irsa"),
     );
-}
-
-/// An example values file of the repository (`examples/<name>.yaml`).
-fn example(name: &str) -> Value {
-    let path = helm::chart_path("..")
-        .join("examples")
-        .join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
 }
 
 // --------------------------------------------------------------- controller

@@ -4,9 +4,9 @@
 //! `runway-controller` run with that token and the chart's own command line,
 //! an upgrade, and an uninstall that leaves nothing behind.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -15,17 +15,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-    PostParams,
-};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use runway_sandbox::controller_process::controller_binary;
 use runway_sandbox::helm::{self, HelmError};
 use runway_sandbox::{TestNamespace, test_namespace, wait};
 use serde_json::json;
+use support::{
+    Controller, names, on_a_free_metrics_port, real_controller_binary, rss_api, rss_resource,
+};
 
 const RELEASE: &str = "ctl";
 /// The chart's full name for release `ctl`.
@@ -35,17 +32,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn chart() -> PathBuf {
     helm::chart_path("runway-controller")
-}
-
-fn rss_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("actions.runway.dev", "v1alpha1", "RunnerScaleSet"),
-        "runnerscalesets",
-    )
-}
-
-fn rss_api(client: Client, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client, namespace, &rss_resource())
 }
 
 fn runner_scale_set(name: &str) -> DynamicObject {
@@ -134,76 +120,6 @@ fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
         .position(|a| a == flag)
         .and_then(|i| args.get(i + 1))
         .map(String::as_str)
-}
-
-/// A kubeconfig like the sandbox's admin one, but authenticated with
-/// `token`.
-fn token_kubeconfig(admin: &Path, token: &str, out: &Path) {
-    let text = std::fs::read_to_string(admin).expect("the admin kubeconfig");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
-    config["users"] = serde_yaml::to_value(json!([
-        { "name": "controller", "user": { "token": token } }
-    ]))
-    .unwrap();
-    let contexts = config["contexts"].as_sequence_mut().expect("contexts");
-    for context in contexts {
-        context["context"]["user"] = "controller".into();
-    }
-    let mut file = std::fs::File::create(out).expect("write the token kubeconfig");
-    file.write_all(serde_yaml::to_string(&config).unwrap().as_bytes())
-        .unwrap();
-}
-
-/// The real controller, with the chart's command line and environment.
-struct Controller {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Controller {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the controller exited ({status}):\n{}", self.log());
-        }
-    }
-
-    async fn stop(mut self) -> String {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        let _ = kill(pid, Signal::SIGTERM);
-        for _ in 0..300 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return self.log();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        panic!(
-            "the controller did not exit within 30 s of SIGTERM:\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,35 +361,13 @@ async fn installs_grants_least_privilege_runs_upgrades_and_uninstalls() {
     );
 
     // The real controller, as the chart runs it, with that token.
-    let binary = controller_binary().unwrap_or_else(|e| {
-        panic!("this test runs the real controller: {e} (cargo build -p runway-controller)")
-    });
+    let binary = real_controller_binary();
     let dir = std::env::temp_dir().join(format!("runway-chart-install-{}", system.name()));
     std::fs::create_dir_all(&dir).unwrap();
-    let token_config = dir.join("kubeconfig");
-    token_kubeconfig(&kubeconfig, &token, &token_config);
     let mut run_args = args.clone();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let i = run_args
-        .iter()
-        .position(|a| a == "--metrics-addr")
-        .expect("--metrics-addr in the chart's args");
-    run_args[i + 1] = metrics;
-    let log = dir.join("controller.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(&binary)
-        .args(&run_args)
-        .env("KUBECONFIG", &token_config)
-        .env("POD_NAMESPACE", system.name())
-        .env("POD_NAME", "ctl-runway-controller-test")
-        .env("RUST_LOG", "info,runway_controller=debug")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start runway-controller");
-    let mut controller = Controller { child, log };
+    on_a_free_metrics_port(&mut run_args);
+    let mut controller =
+        Controller::spawn(&binary, &run_args, &kubeconfig, &token, system.name(), &dir);
     // A scale set to serve: its finalizer goes on and off with the token's
     // rights (its GitHub secret is missing, so it never gets further).
     let served = "served";
@@ -627,19 +521,6 @@ async fn installs_grants_least_privilege_runs_upgrades_and_uninstalls() {
 
 /// Objects with the release's instance label still there (by kind/name).
 async fn leftovers(client: &Client, namespaces: &[&str], by_release: &ListParams) -> Vec<String> {
-    async fn names<K>(api: Api<K>, lp: &ListParams, kind: &str) -> Vec<String>
-    where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        match api.list(lp).await {
-            Ok(list) => list
-                .items
-                .iter()
-                .map(|o| format!("{kind}/{}", o.meta().name.clone().unwrap_or_default()))
-                .collect(),
-            Err(e) => vec![format!("{kind}: cannot list: {e}")],
-        }
-    }
     let mut left = Vec::new();
     for ns in namespaces {
         left.extend(

@@ -16,31 +16,24 @@
 //! the pod once (Event `RunnerPodWithoutIrsa`) and raises `IrsaMissing` on
 //! the RunnerScaleSet. Uninstalling both releases leaves nothing behind.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{
-    ApiResource, DynamicObject, GroupVersionKind, ListParams, WatchEvent, WatchParams,
-};
-use kube::{Api, Client};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use runway_sandbox::controller_process::controller_binary;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::api::{DynamicObject, ListParams, WatchEvent, WatchParams};
 use runway_sandbox::github::{FakeGitHub, FakeOptions, NewJob};
-use runway_sandbox::helm::{self, Release};
 use runway_sandbox::{TestNamespace, test_namespace, wait};
 use serde_json::{Value, json};
+use support::{
+    CONTROLLER, Controller, events, example, helm_install, helm_uninstall,
+    install_controller_chart, leftovers, rss_api, start_chart_controller,
+};
 
-const CONTROLLER: &str = "ctl";
-const CONTROLLER_FULLNAME: &str = "ctl-runway-controller";
 /// The release name of the example's header.
 const RELEASE: &str = "arm-builders";
 /// The file's runnerScaleSetName.
@@ -54,27 +47,6 @@ const PAT: &str = "ghp_examplesInstallEksArm64";
 
 const SCALE_SET_LABEL: &str = "actions.runway.dev/scale-set";
 const WAIT: Duration = Duration::from_secs(90);
-
-fn rss_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("actions.runway.dev", "v1alpha1", "RunnerScaleSet"),
-        "runnerscalesets",
-    )
-}
-
-fn rss_api(client: Client, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client, namespace, &rss_resource())
-}
-
-/// An example values file of the repository (`examples/<name>.yaml`).
-fn example(name: &str) -> Value {
-    let path = helm::chart_path("..")
-        .join("examples")
-        .join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
-}
 
 /// `overrides` on top of `base` as Helm merges `--set` over `-f`: maps
 /// merge key by key, anything else is replaced.
@@ -96,206 +68,15 @@ fn merge_values(base: &mut Value, overrides: &Value) {
     }
 }
 
-/// Helm's calls block: they run off the runtime that serves the fake.
-async fn helm_install(
-    chart: &str,
-    release: &str,
-    namespace: &str,
-    values: &Value,
-    kubeconfig: &Path,
-) -> Release {
-    let (chart_dir, release, namespace, values, kubeconfig) = (
-        helm::chart_path(chart),
-        release.to_string(),
-        namespace.to_string(),
-        values.clone(),
-        kubeconfig.to_path_buf(),
-    );
-    tokio::task::spawn_blocking(move || {
-        helm::install(&chart_dir, &release, &namespace, &values, &kubeconfig)
-            .unwrap_or_else(|e| panic!("helm install {release}: {e}"))
-    })
-    .await
-    .unwrap()
-}
-
-async fn helm_uninstall(release: &str, namespace: &str, kubeconfig: &Path) -> Release {
-    let (release, namespace, kubeconfig) = (
-        release.to_string(),
-        namespace.to_string(),
-        kubeconfig.to_path_buf(),
-    );
-    tokio::task::spawn_blocking(move || {
-        helm::uninstall(&release, &namespace, &kubeconfig)
-            .unwrap_or_else(|e| panic!("helm uninstall {release}: {e}"))
-    })
-    .await
-    .unwrap()
-}
-
-/// A kubeconfig like the sandbox's admin one, authenticated with `token`.
-fn token_kubeconfig(admin: &Path, token: &str, out: &Path) {
-    let text = std::fs::read_to_string(admin).expect("the admin kubeconfig");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
-    config["users"] = serde_yaml::to_value(json!([
-        { "name": "controller", "user": { "token": token } }
-    ]))
-    .unwrap();
-    for context in config["contexts"].as_sequence_mut().expect("contexts") {
-        context["context"]["user"] = "controller".into();
-    }
-    let mut file = std::fs::File::create(out).expect("write the token kubeconfig");
-    file.write_all(serde_yaml::to_string(&config).unwrap().as_bytes())
-        .unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The real controller, run as the chart runs it, with its token.
-struct Controller {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Controller {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The log's last lines, without the message polls, for a failure.
-    fn tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| !(l.contains("/messages status=202") || l.contains("/messages?")))
-            .collect();
-        let from = lines.len().saturating_sub(80);
-        format!(
-            "controller log {} (last lines):\n{}",
-            self.log.display(),
-            lines[from..].join("\n")
-        )
-    }
-
-    fn assert_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the controller exited ({status}):\n{}", self.log());
-        }
-    }
-
-    async fn stop(mut self) -> String {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        for _ in 0..300 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return self.log();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        panic!(
-            "the controller did not exit within 30 s of SIGTERM:\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Installs the controller chart watching `watched` and starts the real
 /// controller with the args of the chart's Deployment and the chart
 /// ServiceAccount's token.
 async fn controller(system: &TestNamespace, watched: &str, dir: &Path) -> Controller {
-    let plane = system.plane();
-    let kubeconfig = plane.kubeconfig_path().to_path_buf();
-    let installed = helm_install(
-        "runway-controller",
-        CONTROLLER,
-        system.name(),
-        &json!({
-            "watchNamespaces": [watched],
-            "statusInterval": 1,
-            "deletionTimeout": 300,
-            "log": { "level": "info,runway_controller=debug" },
-        }),
-        &kubeconfig,
-    )
-    .await;
-    assert_eq!(installed.status, "deployed");
-    let deployment = system
-        .api::<Deployment>()
-        .get(CONTROLLER_FULLNAME)
-        .await
-        .expect("the controller Deployment");
-    let mut args = deployment
-        .spec
-        .and_then(|s| s.template.spec)
-        .and_then(|s| s.containers.into_iter().next())
-        .and_then(|c| c.args)
-        .expect("the controller container's args");
-    let at = args
-        .iter()
-        .position(|a| a == "--metrics-addr")
-        .expect("--metrics-addr in the chart's args");
-    args[at + 1] = format!("127.0.0.1:{}", free_port());
+    let mut args = install_controller_chart(system, watched).await;
     args.extend(["--lease-namespace".to_string(), system.name().to_string()]);
-
-    let binary = controller_binary().unwrap_or_else(|e| {
-        panic!("this test runs the real controller: {e} (cargo build -p runway-controller)")
-    });
-    let token = plane
-        .service_account_token(system.name(), CONTROLLER_FULLNAME)
-        .await
-        .expect("a token for the chart's ServiceAccount");
-    let token_config = dir.join("kubeconfig");
-    token_kubeconfig(&kubeconfig, &token, &token_config);
-    let log = dir.join("controller.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(&binary)
-        .args(&args)
-        .env("KUBECONFIG", &token_config)
-        .env("POD_NAMESPACE", system.name())
-        .env("POD_NAME", "ctl-runway-controller-test")
-        .env("RUST_LOG", "info,runway_controller=debug")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("start runway-controller");
-    eprintln!("controller log: {}", log.display());
-    Controller { child, log }
-}
-
-/// (reason, object, message) of every Event in the namespace.
-async fn events(ns: &TestNamespace) -> Vec<(String, String, String)> {
-    ns.api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|e| {
-            (
-                e.reason.unwrap_or_default(),
-                e.involved_object.name.unwrap_or_default(),
-                e.message.unwrap_or_default(),
-            )
-        })
-        .collect()
+    let controller = start_chart_controller(system, &args, dir).await;
+    eprintln!("controller log: {}", controller.log.display());
+    controller
 }
 
 async fn runner_pods(ns: &TestNamespace) -> Vec<Pod> {
@@ -315,69 +96,6 @@ fn condition<'a>(rss: &'a DynamicObject, type_: &str) -> Option<&'a Value> {
 
 fn is_true(rss: &DynamicObject, type_: &str) -> bool {
     condition(rss, type_).is_some_and(|c| c["status"] == "True")
-}
-
-/// Objects with one of the releases' instance labels still there.
-async fn leftovers(client: &Client, namespaces: &[&str], releases: &[&str]) -> Vec<String> {
-    async fn names<K>(api: Api<K>, lp: &ListParams, kind: &str) -> Vec<String>
-    where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        match api.list(lp).await {
-            Ok(list) => list
-                .items
-                .iter()
-                .map(|o| format!("{kind}/{}", o.meta().name.clone().unwrap_or_default()))
-                .collect(),
-            Err(e) => vec![format!("{kind}: cannot list: {e}")],
-        }
-    }
-    let mut left = Vec::new();
-    for release in releases {
-        let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
-        for ns in namespaces {
-            let c = client.clone();
-            left.extend(
-                names(
-                    Api::<Deployment>::namespaced(c.clone(), ns),
-                    &lp,
-                    "Deployment",
-                )
-                .await,
-            );
-            left.extend(
-                names(
-                    Api::<ServiceAccount>::namespaced(c.clone(), ns),
-                    &lp,
-                    "ServiceAccount",
-                )
-                .await,
-            );
-            left.extend(names(Api::<Service>::namespaced(c.clone(), ns), &lp, "Service").await);
-            left.extend(names(Api::<Secret>::namespaced(c.clone(), ns), &lp, "Secret").await);
-            left.extend(names(Api::<Role>::namespaced(c.clone(), ns), &lp, "Role").await);
-            left.extend(
-                names(
-                    Api::<RoleBinding>::namespaced(c.clone(), ns),
-                    &lp,
-                    "RoleBinding",
-                )
-                .await,
-            );
-            left.extend(names(Api::<Pod>::namespaced(c.clone(), ns), &lp, "Pod").await);
-            left.extend(names(rss_api(c.clone(), ns), &lp, "RunnerScaleSet").await);
-        }
-        left.extend(names(Api::<ClusterRole>::all(client.clone()), &lp, "ClusterRole").await);
-        left.extend(
-            names(
-                Api::<ClusterRoleBinding>::all(client.clone()),
-                &lp,
-                "ClusterRoleBinding",
-            )
-            .await,
-        );
-    }
-    left
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

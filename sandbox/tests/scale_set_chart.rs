@@ -5,6 +5,8 @@
 //! naming the key, and every RunnerScaleSet it renders fits the CRD the
 //! controller chart installs (read from that chart, so the two cannot drift).
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -12,6 +14,7 @@ use base64::Engine;
 use runway_sandbox::helm::{self, HelmError, Severity};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use support::example;
 
 const RELEASE: &str = "arm-builders";
 const NAMESPACE: &str = "runners";
@@ -36,16 +39,6 @@ fn with(values: Value) -> Value {
     };
     out_map.extend(extra);
     out
-}
-
-/// An example values file of the repository (`examples/<name>.yaml`).
-fn example(name: &str) -> Value {
-    let path = helm::chart_path("..")
-        .join("examples")
-        .join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
 }
 
 /// Every file the chart renders, by template path.
