@@ -234,6 +234,24 @@ impl Setup {
         (job, pod)
     }
 
+    /// Waits until the RunnerScaleSet is gone from the API server.
+    async fn until_rss_gone(&self) {
+        wait::until("the RunnerScaleSet gone", WAIT, || async {
+            self.rss().await.is_none().then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Whether the fake still has scale set `scale_set_id`.
+    fn on_github(&self, scale_set_id: i64) -> bool {
+        self.fake
+            .snapshot()
+            .scale_sets
+            .iter()
+            .any(|x| x.id == scale_set_id)
+    }
+
     /// Waits for the scale set id and both conditions true.
     async fn until_listening(&self) -> i64 {
         wait::until("Ready and Listening", WAIT, || async {
@@ -381,17 +399,9 @@ async fn a_crash_mid_burst_ends_with_one_runner_per_job_and_delete_cleans_up() {
     // Delete: the finalizer removes the scale set on GitHub, then lets go.
     let api: Api<RunnerScaleSet> = s.ns.api();
     api.delete(&s.name, &DeleteParams::default()).await.unwrap();
-    wait::until("the RunnerScaleSet gone", WAIT, || async {
-        s.rss().await.is_none().then_some(())
-    })
-    .await
-    .unwrap();
+    s.until_rss_gone().await;
     assert!(
-        s.fake
-            .snapshot()
-            .scale_sets
-            .iter()
-            .all(|x| x.id != scale_set_id),
+        !s.on_github(scale_set_id),
         "the scale set was deleted on GitHub"
     );
     assert_eq!(s.sessions(scale_set_id), 0);
@@ -535,11 +545,7 @@ async fn deleting_a_scale_set_with_a_busy_runner_gives_up_after_the_timeout_and_
     .await
     .unwrap();
     assert!(s.rss().await.is_some(), "still waiting for the busy runner");
-    wait::until("the RunnerScaleSet gone", WAIT, || async {
-        s.rss().await.is_none().then_some(())
-    })
-    .await
-    .unwrap();
+    s.until_rss_gone().await;
     let timed_out: Vec<String> = reasons()
         .await
         .into_iter()
@@ -589,17 +595,9 @@ async fn a_scale_set_deleted_with_its_credentials_still_drains_and_deletes_on_gi
     )
     .await
     .unwrap();
-    wait::until("the RunnerScaleSet gone", WAIT, || async {
-        s.rss().await.is_none().then_some(())
-    })
-    .await
-    .unwrap();
+    s.until_rss_gone().await;
     assert!(
-        s.fake
-            .snapshot()
-            .scale_sets
-            .iter()
-            .all(|x| x.id != scale_set_id),
+        !s.on_github(scale_set_id),
         "the scale set was deleted on GitHub with the supervisor's client"
     );
     assert!(s.registered(scale_set_id).is_empty());
