@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use runway_controller::github::{HostRateLimiter, RateLimit, RateLimits};
 use runway_controller::kube_client::{self, KubeClientOptions};
-use runway_controller::leader::{LeaderConfig, LeaderElector, default_identity};
+use runway_controller::leader::{LeaderElector, controller_config, default_identity};
 use runway_controller::manager::{self, ManagerOptions};
 use runway_controller::metrics::{self, Metrics};
 use runway_controller::runner::pod::SidecarSupport;
@@ -197,7 +197,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
 
     let leadership = if args.leader_elect {
-        let config = LeaderConfig::new(&args.lease_namespace, &args.lease_name, default_identity());
+        let config = controller_config(&args.lease_namespace, &args.lease_name, default_identity());
         let elector =
             LeaderElector::new(kube.clone(), config).context("--lease-namespace / --lease-name")?;
         tracing::info!(lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "waiting to lead");

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use runway_controller::leader::{LeaderConfig, LeaderElector, Leadership};
+use runway_controller::leader::{LeaderConfig, LeaderElector, Leadership, controller_config};
 use runway_sandbox::{TestNamespace, test_namespace};
 use tokio::sync::watch;
 
@@ -24,7 +24,7 @@ fn config(ns: &TestNamespace, identity: &str) -> LeaderConfig {
         lease_duration: LEASE_DURATION,
         renew_deadline: Duration::from_millis(1_500),
         retry_period: Duration::from_millis(200),
-        ..LeaderConfig::new(ns.name(), LEASE, identity)
+        ..controller_config(ns.name(), LEASE, identity)
     }
 }
 

@@ -1,6 +1,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
 use super::*;
+use crate::decide::released;
 
 const ME: &str = "me_abc";
 const OTHER: &str = "other_xyz";
