@@ -1,15 +1,11 @@
-//! `runway`: the tool in every runner pod. Job steps use it for allowlisted
-//! Kubernetes actions (`runway kube ...`) and AWS role chaining
-//! (`runway aws ...`).
+//! `runway`: the tool in every runner pod. See the library's docs.
 #![forbid(unsafe_code)]
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-#[derive(Parser)]
-#[command(name = "runway", version, about, long_about = None)]
-struct Cli {}
-
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("no subcommands yet: `runway kube` and `runway aws` are built by later issues")
+fn main() -> ExitCode {
+    let cli = runway_agent::cli::Cli::parse();
+    runway_agent::cli::run(cli)
 }
