@@ -248,3 +248,22 @@ impl Drop for TestNamespace {
         .join();
     }
 }
+
+/// A kubeconfig like the sandbox's admin one at `admin`, authenticated with
+/// `token` (e.g. a ServiceAccount's, so that RBAC applies), written to `out`.
+pub fn token_kubeconfig(admin: &Path, token: &str, out: &Path) {
+    let text = std::fs::read_to_string(admin).expect("the admin kubeconfig");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+    config["users"] = serde_yaml::to_value(serde_json::json!([
+        { "name": "token-user", "user": { "token": token } }
+    ]))
+    .expect("users as YAML");
+    for context in config["contexts"].as_sequence_mut().expect("contexts") {
+        context["context"]["user"] = "token-user".into();
+    }
+    std::fs::write(
+        out,
+        serde_yaml::to_string(&config).expect("kubeconfig as YAML"),
+    )
+    .expect("write the token kubeconfig");
+}

@@ -33,9 +33,9 @@ mod control;
 mod faults;
 mod messages;
 mod rest;
-mod server;
+pub(crate) mod server;
 mod state;
-mod tls;
+pub(crate) mod tls;
 mod wire;
 
 use std::collections::BTreeMap;

@@ -7,7 +7,6 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -128,21 +127,7 @@ pub async fn helm_uninstall(release: &str, namespace: &str, kubeconfig: &Path) -
     .unwrap()
 }
 
-/// A kubeconfig like the sandbox's admin one, authenticated with `token`.
-pub fn token_kubeconfig(admin: &Path, token: &str, out: &Path) {
-    let text = std::fs::read_to_string(admin).expect("the admin kubeconfig");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
-    config["users"] = serde_yaml::to_value(json!([
-        { "name": "controller", "user": { "token": token } }
-    ]))
-    .unwrap();
-    for context in config["contexts"].as_sequence_mut().expect("contexts") {
-        context["context"]["user"] = "controller".into();
-    }
-    let mut file = std::fs::File::create(out).expect("write the token kubeconfig");
-    file.write_all(serde_yaml::to_string(&config).unwrap().as_bytes())
-        .unwrap();
-}
+pub use runway_sandbox::testing::token_kubeconfig;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
