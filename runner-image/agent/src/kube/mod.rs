@@ -1,0 +1,23 @@
+//! `runway kube`: allowlisted Kubernetes actions (KUBE-ACTIONS.md).
+//!
+//! - [`catalog`]: resources and verbs; [`rbac`]: the RBAC each needs.
+//! - [`allowlist`]: the scale set's `kubernetesActions` and the pure check.
+//! - [`action`]: one action and its outcome; [`error`]: why one failed and
+//!   its exit code.
+//! - [`exec`]: runs an action against the API server.
+//! - [`payload`]: the Datadog cluster agent's payload format.
+//! - [`state`]: exactly-once for payload actions, in a ConfigMap.
+//! - [`cli`]: `runway kube ...`.
+
+pub mod action;
+pub mod allowlist;
+pub mod audit;
+pub mod catalog;
+pub mod cli;
+pub mod client;
+pub mod error;
+pub mod exec;
+pub mod payload;
+pub mod rbac;
+pub mod run_payload;
+pub mod state;
