@@ -11,6 +11,7 @@ use runway_sandbox::bench::ScaleUpOptions;
 use runway_sandbox::binaries::Binaries;
 use runway_sandbox::demo::DemoOptions;
 use runway_sandbox::github::{FakeApp, FakeGitHub, FakeOptions};
+use runway_sandbox::sts::{FakeSts, StsConfig};
 use runway_sandbox::{ControlPlane, paths};
 
 #[derive(Parser)]
@@ -41,6 +42,9 @@ enum Command {
     /// Start the fake GitHub (REST and the Actions runner scale-set service)
     /// on 127.0.0.1, print how to reach it, and serve until Ctrl-C.
     Github(GithubArgs),
+    /// Start the fake AWS STS on 127.0.0.1, print `AWS_ENDPOINT_URL_STS`
+    /// and a web identity token to try it with, and serve until Ctrl-C.
+    Sts(StsArgs),
 }
 
 #[derive(Subcommand)]
@@ -49,6 +53,20 @@ enum BenchCommand {
     /// pod, Kubernetes writes and GitHub calls per job, peak memory, and a
     /// bare-client baseline at the same rate limit.
     ScaleUp(ScaleUpArgs),
+    /// The `runway` tool's Kubernetes actions: cold latency of one
+    /// `runway kube get` from process start, and actions/s through
+    /// `runway serve` (one at a time and 8 at once), exactly-once included.
+    KubeActions(KubeActionsArgs),
+}
+
+#[derive(clap::Args)]
+struct KubeActionsArgs {
+    /// Payload actions sent through `runway serve`.
+    #[arg(long, default_value_t = 200)]
+    actions: usize,
+    /// The `runway` binary (default: next to this one; `cargo build -p runway-agent`).
+    #[arg(long)]
+    runway: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -78,6 +96,18 @@ struct GithubArgs {
 }
 
 #[derive(clap::Args)]
+struct StsArgs {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// A YAML StsConfig (account_id, issuer, audience, roles,
+    /// static_credentials, ...); default: a demo account with roles
+    /// runner-base, deploy and ecr-push (no sts:TagSession).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
 struct NameArg {
     /// Name of the sandbox (its files live in ~/.cache/runway/sandbox/NAME/).
     #[arg(long, default_value = "default")]
@@ -97,7 +127,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo => demo().await,
         Command::Bench(BenchCommand::ScaleUp(args)) => bench_scale_up(args).await,
+        Command::Bench(BenchCommand::KubeActions(args)) => bench_kube_actions(args).await,
         Command::Github(args) => github(args).await,
+        Command::Sts(args) => sts(args).await,
     }
 }
 
@@ -134,6 +166,48 @@ async fn github(args: GithubArgs) -> anyhow::Result<()> {
         .context("waiting for Ctrl-C")?;
     github.shutdown();
     eprintln!("fake GitHub stopped");
+    Ok(())
+}
+
+async fn sts(args: StsArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => StsConfig::from_yaml_file(path)?,
+        None => StsConfig::demo(),
+    };
+    let sts = FakeSts::start_on(config, args.port)
+        .await
+        .context("starting the fake STS")?;
+    let token_file = std::env::temp_dir().join(format!("runway-sts-token-{}", std::process::id()));
+    std::fs::write(
+        &token_file,
+        sts.mint_web_identity_token("system:serviceaccount:runners:runner"),
+    )
+    .with_context(|| format!("writing {}", token_file.display()))?;
+    println!("fake STS serving at {}", sts.endpoint());
+    println!("export AWS_ENDPOINT_URL_STS={}", sts.endpoint());
+    println!(
+        "export AWS_WEB_IDENTITY_TOKEN_FILE={}   # valid 1 h",
+        token_file.display()
+    );
+    for role in &sts.config().roles {
+        println!(
+            "  role {} trusts {:?}",
+            sts.role_arn(&role.name),
+            role.trusted
+        );
+    }
+    for key in &sts.config().static_credentials {
+        println!(
+            "  static key {} is {}",
+            key.access_key_id, key.principal_arn
+        );
+    }
+    println!("Ctrl-C to stop.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    let _ = std::fs::remove_file(&token_file);
+    eprintln!("fake STS stopped");
     Ok(())
 }
 
@@ -220,6 +294,23 @@ async fn demo() -> anyhow::Result<()> {
         println!("INVARIANT BROKEN: {violation}");
     }
     anyhow::bail!("demo: {} invariant(s) broken", violations.len())
+}
+
+async fn bench_kube_actions(args: KubeActionsArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.actions > 0, "--actions must be at least 1");
+    let runway = match args.runway {
+        Some(path) => path,
+        None => std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join("runway"))
+            .filter(|p| p.is_file())
+            .context("no `runway` binary next to runway-sandbox: run `cargo build -p runway-agent` or pass --runway")?,
+    };
+    let report = runway_sandbox::bench::kube_actions::kube_actions(&runway, args.actions)
+        .await
+        .context("bench kube-actions did not finish")?;
+    print!("{}", report.render());
+    Ok(())
 }
 
 async fn bench_scale_up(args: ScaleUpArgs) -> anyhow::Result<()> {

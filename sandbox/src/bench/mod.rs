@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 
+pub mod kube_actions;
 mod report;
 
 use crate::controller_process::{Metrics, STOP_GRACE};

@@ -1,0 +1,393 @@
+use base64::Engine as _;
+use chrono::TimeZone as _;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+
+use super::*;
+
+const URN: &str = "urn:runway:runner:prod/rs-1";
+const TOKEN: &str = "s3cret-token-value";
+const NOW: i64 = 1_800_000_000;
+
+struct Keys {
+    signing: EncodingKey,
+    other: EncodingKey,
+    public_pem: String,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        Keys {
+            signing: EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+            other: EncodingKey::from_ec_pem(other.serialize_pem().as_bytes()).unwrap(),
+            public_pem: pair.public_key_pem(),
+        }
+    })
+}
+
+fn jwt_config(audience: Option<&str>) -> JwtConfig {
+    JwtConfig {
+        key: DecodingKey::from_ec_pem(keys().public_pem.as_bytes()).unwrap(),
+        runner_urn: URN.into(),
+        audience: audience.map(str::to_string),
+    }
+}
+
+fn both() -> AuthConfig {
+    AuthConfig {
+        token: Some(TOKEN.into()),
+        jwt: Some(jwt_config(None)),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.timestamp_opt(NOW, 0).unwrap()
+}
+
+fn es256(claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &keys().signing).unwrap()
+}
+
+fn bearer_of(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// A valid claim set, with `changes` merged over it (null removes a claim).
+fn claims(changes: serde_json::Value) -> serde_json::Value {
+    let mut base = json!({"sub": URN, "iat": NOW - 10, "exp": NOW + 120});
+    for (key, value) in changes.as_object().unwrap() {
+        if value.is_null() {
+            base.as_object_mut().unwrap().remove(key);
+        } else {
+            base[key] = value.clone();
+        }
+    }
+    base
+}
+
+fn b64(value: &serde_json::Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// (case, header, config, expected)
+type Case = (
+    &'static str,
+    Option<String>,
+    AuthConfig,
+    Result<Principal, AuthFailure>,
+);
+
+#[test]
+fn authenticate_table() {
+    let jwt_subject = || {
+        Ok(Principal::Jwt {
+            subject: URN.into(),
+        })
+    };
+    let hs256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(json!({})),
+        // The classic confusion: the public key used as an HMAC secret.
+        &EncodingKey::from_secret(keys().public_pem.as_bytes()),
+    )
+    .unwrap();
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims(json!({})))
+    );
+    let wrong_key = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims(json!({})),
+        &keys().other,
+    )
+    .unwrap();
+    let good = es256(claims(json!({})));
+    let tampered = {
+        let parts: Vec<&str> = good.split('.').collect();
+        let forged = b64(&claims(json!({"sub": "urn:runway:runner:other"})));
+        format!("{}.{}.{}", parts[0], forged, parts[2])
+    };
+
+    let table: Vec<Case> = vec![
+        ("no header", None, both(), Err(AuthFailure::Missing)),
+        (
+            "no scheme",
+            Some(TOKEN.into()),
+            both(),
+            Err(AuthFailure::Malformed("expected `Bearer <credential>`")),
+        ),
+        (
+            "basic scheme",
+            Some(format!("Basic {TOKEN}")),
+            both(),
+            Err(AuthFailure::Malformed("the scheme must be Bearer")),
+        ),
+        (
+            "empty credential",
+            Some("Bearer  ".into()),
+            both(),
+            Err(AuthFailure::Malformed("expected `Bearer <credential>`")),
+        ),
+        (
+            "right token",
+            Some(bearer_of(TOKEN)),
+            both(),
+            Ok(Principal::Token),
+        ),
+        (
+            "scheme is case-insensitive",
+            Some(format!("bearer {TOKEN}")),
+            both(),
+            Ok(Principal::Token),
+        ),
+        (
+            "wrong token",
+            Some(bearer_of("s3cret-token-valuX")),
+            both(),
+            Err(AuthFailure::WrongToken),
+        ),
+        (
+            "token prefix",
+            Some(bearer_of("s3cret")),
+            both(),
+            Err(AuthFailure::WrongToken),
+        ),
+        (
+            "token longer",
+            Some(bearer_of(&format!("{TOKEN}x"))),
+            both(),
+            Err(AuthFailure::WrongToken),
+        ),
+        (
+            "token file unreadable, no JWT key",
+            Some(bearer_of(TOKEN)),
+            AuthConfig::default(),
+            Err(AuthFailure::TokenUnavailable),
+        ),
+        (
+            "a token when only JWTs are accepted",
+            Some(bearer_of(TOKEN)),
+            AuthConfig {
+                token: None,
+                jwt: Some(jwt_config(None)),
+            },
+            Err(AuthFailure::BadJwt(
+                "expected header.payload.signature".into(),
+            )),
+        ),
+        (
+            "a JWT when only tokens are accepted",
+            Some(bearer_of(&good)),
+            AuthConfig {
+                token: Some(TOKEN.into()),
+                jwt: None,
+            },
+            Err(AuthFailure::WrongToken),
+        ),
+        (
+            "valid ES256 JWT",
+            Some(bearer_of(&good)),
+            both(),
+            jwt_subject(),
+        ),
+        (
+            "HS256 signed with the public key",
+            Some(bearer_of(&hs256)),
+            both(),
+            Err(AuthFailure::Algorithm("HS256".into())),
+        ),
+        (
+            "alg none",
+            Some(bearer_of(&unsigned)),
+            both(),
+            Err(AuthFailure::Algorithm("none".into())),
+        ),
+        (
+            "signed by another key",
+            Some(bearer_of(&wrong_key)),
+            both(),
+            Err(AuthFailure::BadSignature),
+        ),
+        (
+            "claims changed after signing",
+            Some(bearer_of(&tampered)),
+            both(),
+            Err(AuthFailure::BadSignature),
+        ),
+        (
+            "garbage with two dots",
+            Some(bearer_of("a.b.c")),
+            both(),
+            Err(AuthFailure::BadJwt(String::new())),
+        ),
+        (
+            "no exp",
+            Some(bearer_of(&es256(claims(json!({"exp": null}))))),
+            both(),
+            Err(AuthFailure::MissingExpiry),
+        ),
+        (
+            "exp not a number",
+            Some(bearer_of(&es256(claims(json!({"exp": "soon"}))))),
+            both(),
+            Err(AuthFailure::BadClaim("exp")),
+        ),
+        (
+            "expired beyond the leeway",
+            Some(bearer_of(&es256(claims(
+                json!({"iat": NOW - 200, "exp": NOW - 31}),
+            )))),
+            both(),
+            Err(AuthFailure::Expired(31)),
+        ),
+        (
+            "expired within the leeway",
+            Some(bearer_of(&es256(claims(
+                json!({"iat": NOW - 200, "exp": NOW - 30}),
+            )))),
+            both(),
+            jwt_subject(),
+        ),
+        (
+            "exp exactly 5 min ahead",
+            Some(bearer_of(&es256(claims(
+                json!({"iat": null, "exp": NOW + 300}),
+            )))),
+            both(),
+            jwt_subject(),
+        ),
+        (
+            "exp more than 5 min (+ leeway) ahead",
+            Some(bearer_of(&es256(claims(
+                json!({"iat": null, "exp": NOW + 331}),
+            )))),
+            both(),
+            Err(AuthFailure::TooLong("`exp` is 331s after now".into())),
+        ),
+        (
+            "exp - iat over 5 min",
+            Some(bearer_of(&es256(claims(
+                json!({"iat": NOW - 100, "exp": NOW + 201}),
+            )))),
+            both(),
+            Err(AuthFailure::TooLong("`exp - iat` is 301s".into())),
+        ),
+        (
+            "iat in the future",
+            Some(bearer_of(&es256(claims(
+                json!({"iat": NOW + 60, "exp": NOW + 120}),
+            )))),
+            both(),
+            Err(AuthFailure::NotYetValid(
+                "`iat` is 60s in the future".into(),
+            )),
+        ),
+        (
+            "nbf in the future",
+            Some(bearer_of(&es256(claims(json!({"nbf": NOW + 45}))))),
+            both(),
+            Err(AuthFailure::NotYetValid(
+                "`nbf` is 45s in the future".into(),
+            )),
+        ),
+        (
+            "wrong sub",
+            Some(bearer_of(&es256(claims(
+                json!({"sub": "urn:runway:runner:other"}),
+            )))),
+            both(),
+            Err(AuthFailure::WrongSubject {
+                got: Some("urn:runway:runner:other".into()),
+            }),
+        ),
+        (
+            "no sub",
+            Some(bearer_of(&es256(claims(json!({"sub": null}))))),
+            both(),
+            Err(AuthFailure::WrongSubject { got: None }),
+        ),
+        (
+            "aud ignored when none is configured",
+            Some(bearer_of(&es256(claims(json!({"aud": "anything"}))))),
+            both(),
+            jwt_subject(),
+        ),
+        (
+            "aud required when configured",
+            Some(bearer_of(&good)),
+            AuthConfig {
+                token: None,
+                jwt: Some(jwt_config(Some("runway-serve"))),
+            },
+            Err(AuthFailure::WrongAudience),
+        ),
+        (
+            "aud list containing the configured one",
+            Some(bearer_of(&es256(claims(
+                json!({"aud": ["x", "runway-serve"]}),
+            )))),
+            AuthConfig {
+                token: None,
+                jwt: Some(jwt_config(Some("runway-serve"))),
+            },
+            jwt_subject(),
+        ),
+    ];
+    for (case, header, config, expected) in table {
+        let got = authenticate(header.as_deref(), &config, now());
+        match (&got, &expected) {
+            // The library's wording of a parse error is not ours to pin.
+            (Err(AuthFailure::BadJwt(_)), Err(AuthFailure::BadJwt(want))) if want.is_empty() => {}
+            _ => assert_eq!(got, expected, "{case}"),
+        }
+    }
+}
+
+#[test]
+fn failure_messages_never_contain_the_credential() {
+    let wrong = "Bearer not-the-token-1234";
+    let failure = authenticate(Some(wrong), &both(), now()).unwrap_err();
+    assert!(
+        !failure.to_string().contains("not-the-token-1234"),
+        "{failure}"
+    );
+    assert!(
+        !format!("{:?}", both()).contains(TOKEN),
+        "Debug redacts the token"
+    );
+}
+
+#[test]
+fn failure_reasons_are_metric_labels() {
+    let table = [
+        (AuthFailure::Missing, "missing"),
+        (AuthFailure::WrongToken, "wrong_token"),
+        (AuthFailure::BadSignature, "bad_signature"),
+        (AuthFailure::Algorithm("HS256".into()), "algorithm"),
+        (AuthFailure::Expired(5), "expired"),
+        (AuthFailure::TooLong(String::new()), "lifetime"),
+        (AuthFailure::WrongSubject { got: None }, "claims"),
+    ];
+    for (failure, reason) in table {
+        assert_eq!(failure.reason(), reason, "{failure}");
+    }
+}
+
+#[test]
+fn constant_time_eq_table() {
+    let table: [(&[u8], &[u8], bool); 6] = [
+        (b"", b"", true),
+        (b"abc", b"abc", true),
+        (b"abc", b"abd", false),
+        (b"abc", b"ab", false),
+        (b"ab", b"abc", false),
+        (b"abc\0", b"abc", false),
+    ];
+    for (a, b, equal) in table {
+        assert_eq!(constant_time_eq(a, b), equal, "{a:?} vs {b:?}");
+    }
+}
