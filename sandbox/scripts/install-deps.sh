@@ -113,4 +113,10 @@ if ! "$PY" -c 'import helm_python' >/dev/null 2>&1 || ! "$PY" -c 'import moto.se
   run "pip install helm-python-sdk moto[server]" "$PY" -m pip install --quiet helm-python-sdk 'moto[server]'
 fi
 
+# action-validator checks the reusable actions under workflows/actions
+# (their tests look for it in $CACHE/tools/bin, then on PATH).
+if [[ ! -x "$CACHE/tools/bin/action-validator" ]] && ! command -v action-validator >/dev/null 2>&1; then
+  run "cargo install action-validator" cargo install --locked --root "$CACHE/tools" action-validator
+fi
+
 trap - ERR

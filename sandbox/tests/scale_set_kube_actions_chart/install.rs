@@ -1,0 +1,160 @@
+//! The chart installed for real (Helm SDK against the sandbox's API server,
+//! RBAC enforced): the runners' ServiceAccount can do what the allowlist
+//! grants, in the listed namespaces only, and nothing else (403 from
+//! Kubernetes); Runway's state Role reaches its own ConfigMap only; the
+//! serve Deployment and Service are accepted; the token Secret survives a
+//! `helm upgrade` (`lookup`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Client};
+use runway_sandbox::helm::{self, Release};
+use runway_sandbox::{crds, test_namespace, wait};
+use serde_json::{Value, json};
+
+use super::with;
+
+const INSTALLED: &str = "ka";
+const INSTALLED_ACCOUNT: &str = "ka-gha-rs-runner";
+
+/// The RunnerScaleSet CRD, from the controller chart (the scale-set chart
+/// renders a RunnerScaleSet, which the API server must know).
+async fn apply_runner_scale_set_crd(client: &Client) {
+    let dir = helm::chart_path("runway-controller").join("crds");
+    for entry in std::fs::read_dir(&dir).expect("the controller chart's crds/") {
+        let path = entry.expect("crds/ entry").path();
+        let text = std::fs::read_to_string(&path).expect("CRD file");
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        crds::apply_crd(client, &crd)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+async fn helm(verb: &'static str, namespace: &str, values: &Value, kubeconfig: &Path) -> Release {
+    let (namespace, values, kubeconfig) = (
+        namespace.to_string(),
+        values.clone(),
+        kubeconfig.to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let chart = helm::chart_path("runway-scale-set");
+        match verb {
+            "install" => helm::install(&chart, INSTALLED, &namespace, &values, &kubeconfig),
+            "upgrade" => helm::upgrade(&chart, INSTALLED, &namespace, &values, &kubeconfig),
+            _ => helm::uninstall(INSTALLED, &namespace, &kubeconfig),
+        }
+        .unwrap_or_else(|e| panic!("helm {verb}: {e}"))
+    })
+    .await
+    .unwrap()
+}
+
+/// The HTTP status Kubernetes answered with (200 for success).
+fn status<T>(result: Result<T, kube::Error>) -> u16 {
+    match result {
+        Ok(_) => 200,
+        Err(kube::Error::Api(s)) => s.code,
+        Err(e) => panic!("not an API answer: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_rbac_grants_exactly_the_allowlist_and_the_token_survives_upgrades() {
+    let home = test_namespace().await;
+    let team = test_namespace().await;
+    let outside = test_namespace().await;
+    let admin = home.client();
+    let kubeconfig = home.plane().kubeconfig_path().to_path_buf();
+    apply_runner_scale_set_crd(&admin).await;
+
+    let values = with(json!({
+        "kubernetesActions": {
+            "pods": ["get", "list"],
+            "deployments": ["restart"],
+            "server": { "enabled": true, "image": { "repository": "ghcr.io/acme/runway", "tag": "1" } },
+        },
+        "kubernetesActionsNamespaces": [home.name(), team.name()],
+    }));
+    let installed = helm("install", home.name(), &values, &kubeconfig).await;
+    assert_eq!(installed.status, "deployed");
+
+    // The ServiceAccount's view, through a token of its own.
+    let sa = home.service_account_client(INSTALLED_ACCOUNT).await;
+    let pods_in = |ns: &str| Api::<Pod>::namespaced(sa.clone(), ns);
+    // RBAC reaches the authorizer's cache shortly after the install.
+    wait::until(
+        "the Role to take effect",
+        Duration::from_secs(30),
+        || async {
+            (status(pods_in(team.name()).list(&ListParams::default()).await) == 200).then_some(())
+        },
+    )
+    .await
+    .expect("list pods in a listed namespace");
+    assert_eq!(
+        status(pods_in(home.name()).list(&ListParams::default()).await),
+        200
+    );
+    assert_eq!(
+        status(pods_in(outside.name()).list(&ListParams::default()).await),
+        403,
+        "an unlisted namespace"
+    );
+    assert_eq!(
+        status(
+            pods_in(team.name())
+                .delete("x", &DeleteParams::default())
+                .await
+        ),
+        403,
+        "delete is not in the allowlist"
+    );
+    let deployments = Api::<Deployment>::namespaced(sa.clone(), team.name());
+    assert_eq!(
+        status(deployments.get("api").await),
+        404,
+        "restart needs get: allowed, the object is missing"
+    );
+    assert_eq!(
+        status(deployments.list(&ListParams::default()).await),
+        403,
+        "restart does not need list"
+    );
+
+    // Runway's bookkeeping: its own ConfigMap, no other.
+    let config_maps = Api::<ConfigMap>::namespaced(sa.clone(), home.name());
+    assert_eq!(
+        status(config_maps.get("runway-kubeactions-state").await),
+        404
+    );
+    assert_eq!(status(config_maps.get("ka-gha-rs-kube-actions").await), 403);
+
+    // The serve objects are accepted by the API server.
+    let server = "ka-gha-rs-kube-actions-server";
+    home.api::<Deployment>()
+        .get(server)
+        .await
+        .expect("the serve Deployment");
+    home.api::<Service>()
+        .get(server)
+        .await
+        .expect("the serve Service");
+    let token = |secret: Secret| secret.data.expect("data")["token"].0.clone();
+    let secrets = home.api::<Secret>();
+    let before = token(secrets.get("ka-gha-rs-kube-actions-token").await.unwrap());
+    assert_eq!(before.len(), 48);
+
+    let upgraded = helm("upgrade", home.name(), &values, &kubeconfig).await;
+    assert_eq!(upgraded.revision, 2);
+    let after = token(secrets.get("ka-gha-rs-kube-actions-token").await.unwrap());
+    assert_eq!(after, before, "an upgrade must keep the dispatchers' token");
+
+    helm("uninstall", home.name(), &Value::Null, &kubeconfig).await;
+}

@@ -1,0 +1,338 @@
+//! The default render, the runner pod's additions, the `runway serve`
+//! Deployment and the AWS config.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use runway_sandbox::helm::{self, Severity};
+use serde_json::{Value, json};
+
+use super::*;
+
+// ------------------------------------------------------------- the default
+
+#[test]
+fn without_the_new_values_nothing_new_is_rendered() {
+    let values = with(json!({}));
+    let objects = objects(&values);
+    let mut kinds: Vec<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["RunnerScaleSet", "Secret", "ServiceAccount"]);
+    let rss = objects
+        .iter()
+        .find(|o| o["kind"] == "RunnerScaleSet")
+        .unwrap();
+    let chart_values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml is YAML");
+    assert_eq!(
+        rss["spec"]["template"], chart_values["template"],
+        "the pod template must pass through unchanged"
+    );
+    // The documented defaults are inert too.
+    let explicit = with(json!({
+        "kubernetesActions": {},
+        "kubernetesPermissions": [],
+        "kubernetesActionsNamespaces": [],
+        "kubernetesActionsProtectedNamespaces": [],
+        "roleType": "Role",
+        "aws": {},
+    }));
+    assert_eq!(self::objects(&explicit), objects);
+}
+
+#[test]
+fn lints_clean_with_everything_set() {
+    let values = with(json!({
+        "kubernetesActions": {
+            "pods": ["get", "list", "delete", "logs"],
+            "deployments": ["get", "restart", "rollback", "scale"],
+            "customObjects": ["get"],
+            "server": { "enabled": true, "replicas": 2 },
+        },
+        "kubernetesPermissions": [
+            { "apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get"] },
+        ],
+        "kubernetesActionsNamespaces": ["app-staging"],
+        "aws": { "region": "eu-central-1", "sessionTagging": "never" },
+    }));
+    let report = helm::lint(&chart(), &values).expect("lint runs");
+    let findings: Vec<_> = report.at_least(Severity::Warning).collect();
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+// -------------------------------------------------------------- runner pod
+
+#[test]
+fn the_runner_container_gets_the_allowlist_and_identity_and_keeps_its_own() {
+    let objects = objects(&with(json!({
+        "kubernetesActions": { "pods": ["get"] },
+        "template": { "spec": {
+            "volumes": [{ "name": "work", "emptyDir": {} }],
+            "containers": [
+                { "name": "runner", "image": "ghcr.io/acme/runner:1",
+                  "env": [
+                      { "name": "FOO", "value": "bar" },
+                      { "name": "RUNWAY_NAMESPACE", "value": "chosen-by-user" },
+                  ],
+                  "volumeMounts": [{ "name": "work", "mountPath": "/work" }] },
+                { "name": "sidecar", "image": "busybox" },
+            ],
+        } },
+    })));
+    let rss = objects
+        .iter()
+        .find(|o| o["kind"] == "RunnerScaleSet")
+        .unwrap();
+    let spec = &rss["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["volumes"],
+        json!([
+            { "name": "work", "emptyDir": {} },
+            { "name": "runway-kube-actions", "configMap": { "name": format!("{FULLNAME}-kube-actions") } },
+        ])
+    );
+    let runner = runner(&objects);
+    assert_eq!(
+        runner["volumeMounts"],
+        json!([
+            { "name": "work", "mountPath": "/work" },
+            { "name": "runway-kube-actions", "mountPath": "/etc/runway/kube-actions", "readOnly": true },
+        ])
+    );
+    assert_eq!(
+        env_names(runner),
+        [
+            "FOO",
+            "RUNWAY_NAMESPACE",
+            "RUNWAY_KUBE_ALLOWLIST",
+            "RUNWAY_RUNNER_NAME"
+        ]
+    );
+    assert_eq!(
+        env(runner, "RUNWAY_NAMESPACE")["value"],
+        "chosen-by-user",
+        "the user's entry wins"
+    );
+    assert_eq!(
+        env(runner, "RUNWAY_KUBE_ALLOWLIST")["value"],
+        "/etc/runway/kube-actions/allowlist.yaml"
+    );
+    assert_eq!(
+        env(runner, "RUNWAY_RUNNER_NAME")["valueFrom"],
+        json!({ "fieldRef": { "fieldPath": "metadata.name" } })
+    );
+    let sidecar = &spec["containers"][1];
+    assert_eq!(sidecar, &json!({ "name": "sidecar", "image": "busybox" }));
+
+    // With the default template: the namespace comes from the downward API.
+    let objects = self::objects(&with(json!({ "kubernetesActions": { "pods": ["get"] } })));
+    assert_eq!(
+        env(self::runner(&objects), "RUNWAY_NAMESPACE")["valueFrom"],
+        json!({ "fieldRef": { "fieldPath": "metadata.namespace" } })
+    );
+}
+
+// ------------------------------------------------------------------ server
+
+#[test]
+fn the_server_is_a_deployment_with_a_service_and_a_token_secret() {
+    let objects = objects(&with(json!({
+        "kubernetesActions": {
+            "pods": ["get"],
+            "server": { "enabled": true, "replicas": 3, "resources": { "limits": { "memory": "64Mi" } } },
+        },
+    })));
+    let name = format!("{FULLNAME}-kube-actions-server");
+    let deployment = named(&objects, "Deployment", &format!("{NAMESPACE}/{name}"));
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let pod = &deployment["spec"]["template"];
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    for (k, v) in selector.as_object().expect("matchLabels") {
+        assert_eq!(
+            &pod["metadata"]["labels"][k], v,
+            "the pods match the selector"
+        );
+    }
+    assert_eq!(pod["spec"]["serviceAccountName"], SERVICE_ACCOUNT);
+    let containers = pod["spec"]["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let server = &containers[0];
+    assert_eq!(
+        server["image"], "ghcr.io/actions/actions-runner:latest",
+        "defaults to the runner container's image"
+    );
+    assert_eq!(server["command"], json!(["runway"]));
+    assert_eq!(
+        server["args"],
+        json!([
+            "serve",
+            "--port",
+            "9016",
+            "--token-file",
+            "/etc/runway/serve/token",
+            "--namespace",
+            NAMESPACE,
+            "--lease",
+            name,
+        ])
+    );
+    for var in [
+        "RUNWAY_KUBE_ALLOWLIST",
+        "RUNWAY_NAMESPACE",
+        "RUNWAY_RUNNER_NAME",
+        "POD_NAME",
+    ] {
+        env(server, var);
+    }
+    assert_eq!(
+        env(server, "POD_NAME")["valueFrom"],
+        json!({ "fieldRef": { "fieldPath": "metadata.name" } })
+    );
+    assert_eq!(server["livenessProbe"]["httpGet"]["path"], "/liveness");
+    assert_eq!(server["readinessProbe"]["httpGet"]["path"], "/readiness");
+    assert_eq!(server["ports"][0]["containerPort"], 9016);
+    assert_eq!(
+        server["resources"],
+        json!({ "limits": { "memory": "64Mi" } })
+    );
+    let mounts: BTreeMap<&str, &str> = server["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["mountPath"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mounts,
+        BTreeMap::from([
+            ("kube-actions", "/etc/runway/kube-actions"),
+            ("serve", "/etc/runway/serve")
+        ])
+    );
+    let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+    assert_eq!(
+        volumes[0]["configMap"]["name"],
+        format!("{FULLNAME}-kube-actions")
+    );
+    assert_eq!(
+        volumes[1]["projected"]["sources"],
+        json!([{ "secret": { "name": format!("{FULLNAME}-kube-actions-token"),
+                             "items": [{ "key": "token", "path": "token" }] } }])
+    );
+
+    let service = named(&objects, "Service", &format!("{NAMESPACE}/{name}"));
+    assert_eq!(&service["spec"]["selector"], selector);
+    assert_eq!(service["spec"]["ports"][0]["port"], 9016);
+
+    let secret = named(
+        &objects,
+        "Secret",
+        &format!("{NAMESPACE}/{FULLNAME}-kube-actions-token"),
+    );
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["token"].as_str().expect("token"))
+        .expect("base64");
+    assert_eq!(token.len(), 48);
+    assert!(token.iter().all(u8::is_ascii_alphanumeric));
+}
+
+#[test]
+fn a_jwt_key_is_mounted_and_passed_with_the_runner_urn() {
+    let pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n";
+    let objects = objects(&with(json!({
+        "kubernetesActions": {
+            "pods": ["get"],
+            "server": {
+                "enabled": true,
+                "image": { "repository": "ghcr.io/acme/runway", "tag": "1.4.0", "pullPolicy": "Always" },
+                "auth": { "jwtPublicKey": pem, "runnerUrn": "urn:runway:acme:arm-builders" },
+            },
+        },
+    })));
+    let name = format!("{FULLNAME}-kube-actions-server");
+    let deployment = named(&objects, "Deployment", &format!("{NAMESPACE}/{name}"));
+    let server = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(server["image"], "ghcr.io/acme/runway:1.4.0");
+    assert_eq!(server["imagePullPolicy"], "Always");
+    let args: Vec<&str> = server["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args[args.len() - 4..],
+        [
+            "--jwt-public-key",
+            "/etc/runway/serve/jwt.pub",
+            "--runner-urn",
+            "urn:runway:acme:arm-builders"
+        ]
+    );
+    let key = named(&objects, "ConfigMap", &format!("{NAMESPACE}/{name}-jwt"));
+    assert_eq!(key["data"]["jwt.pub"], pem);
+    let sources = &deployment["spec"]["template"]["spec"]["volumes"][1]["projected"]["sources"];
+    assert_eq!(
+        sources[1],
+        json!({ "configMap": { "name": format!("{name}-jwt"), "items": [{ "key": "jwt.pub", "path": "jwt.pub" }] } })
+    );
+}
+
+// --------------------------------------------------------------------- AWS
+
+#[test]
+fn aws_values_become_the_mounted_config() {
+    let aws = json!({
+        "region": "eu-central-1",
+        "allowedRoles": ["arn:aws:iam::111122223333:role/arc-runner-*"],
+        "sessionTagging": "auto",
+        "sessionTags": ["Repository", "Workflow", "RunId", "Actor", "Job"],
+        "transitiveTagKeys": ["Repository"],
+        "sessionName": "{workflow}_{run_number}_{job}",
+        "maxSessionDuration": 3600,
+        "sourceIdentity": "ci",
+        "externalId": "ext-1",
+        "sessionPolicy": "{\"Version\":\"2012-10-17\",\"Statement\":[]}",
+    });
+    let objects = objects(&with(json!({ "aws": aws.clone() })));
+    let cm = named(
+        &objects,
+        "ConfigMap",
+        &format!("{NAMESPACE}/{FULLNAME}-aws"),
+    );
+    let config: Value =
+        serde_yaml::from_str(cm["data"]["config.yaml"].as_str().expect("config.yaml"))
+            .expect("YAML");
+    assert_eq!(config, aws);
+    let runner = runner(&objects);
+    assert_eq!(
+        env(runner, "RUNWAY_AWS_CONFIG")["value"],
+        "/etc/runway/aws/config.yaml"
+    );
+    assert_eq!(
+        env_names(runner),
+        ["RUNWAY_AWS_CONFIG"],
+        "no kube-actions env without kubernetesActions"
+    );
+    assert_eq!(
+        runner["volumeMounts"],
+        json!([{ "name": "runway-aws", "mountPath": "/etc/runway/aws", "readOnly": true }])
+    );
+    let rss = objects
+        .iter()
+        .find(|o| o["kind"] == "RunnerScaleSet")
+        .unwrap();
+    assert_eq!(
+        rss["spec"]["template"]["spec"]["volumes"],
+        json!([{ "name": "runway-aws", "configMap": { "name": format!("{FULLNAME}-aws") } }])
+    );
+}
