@@ -20,6 +20,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Kubernetes actions allowed by this scale set's `kubernetesActions`.
+    #[command(long_about = crate::kube::cli::LONG_ABOUT)]
     Kube(crate::kube::cli::KubeArgs),
     /// Serve Kubernetes action payloads over authenticated HTTP (port 9016).
     Serve(crate::serve::ServeArgs),

@@ -27,6 +27,13 @@ fn pod(name: &str, labels: Value) -> Pod {
     .unwrap()
 }
 
+fn secret(name: &str, password: &str) -> Secret {
+    serde_json::from_value(json!({
+        "metadata": {"name": name}, "stringData": {"password": password}
+    }))
+    .unwrap()
+}
+
 async fn until<T, F, Fut>(what: &str, f: F) -> T
 where
     F: Fn() -> Fut,
@@ -48,15 +55,7 @@ async fn get_and_list_pods_and_secrets_without_their_values() {
     pods.create(&PostParams::default(), &pod("db-1", json!({"app": "db"})))
         .await
         .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(s.admin(), s.name());
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "db"}, "stringData": {"password": "hunter2-very-secret"}
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    s.create(&secret("db", "hunter2-very-secret")).await;
 
     let got = s.kube(&["get", "pods/web-1", "-o", "json"]).await.json();
     assert_eq!(got["result"]["metadata"]["name"], "web-1");
@@ -125,15 +124,7 @@ async fn get_and_list_pods_and_secrets_without_their_values() {
 #[tokio::test]
 async fn get_data_shows_secret_values() {
     let s = Setup::new(json!({"kubernetesActions": {"secrets": ["get", "getData"]}})).await;
-    let secrets: Api<Secret> = Api::namespaced(s.admin(), s.name());
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "db"}, "stringData": {"password": "hunter2"}
-    }))
-    .unwrap();
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    s.create(&secret("db", "hunter2")).await;
     let got = s.kube(&["get", "secrets/db", "-o", "json"]).await.json();
     assert_eq!(got["result"]["data"]["password"], "aHVudGVyMg==");
     let sa: Api<Secret> = Api::namespaced(s.sa.clone(), s.name());
@@ -381,10 +372,7 @@ async fn restart_makes_a_new_replica_set_and_rollback_restores_the_template() {
         Setup::new(json!({"kubernetesActions": {"deployments": ["get", "restart", "rollback"]}}))
             .await;
     let deployments: Api<Deployment> = Api::namespaced(s.admin(), s.name());
-    deployments
-        .create(&PostParams::default(), &deployment("api", 1))
-        .await
-        .unwrap();
+    s.create(&deployment("api", 1)).await;
     let first = until("the first ReplicaSet", || async {
         let h = template_hashes(&s, "api").await;
         (h.len() == 1).then_some(h)
@@ -488,10 +476,7 @@ async fn scale_sets_replicas_through_the_scale_subresource() {
     )
     .await;
     let deployments: Api<Deployment> = Api::namespaced(s.admin(), s.name());
-    deployments
-        .create(&PostParams::default(), &deployment("web", 1))
-        .await
-        .unwrap();
+    s.create(&deployment("web", 1)).await;
     let out = s.kube(&["scale", "deploy/web", "--replicas", "3"]).await;
     assert!(out.ok().contains("scaled to 3"), "{out:#?}");
     assert_eq!(
@@ -522,15 +507,8 @@ async fn scale_sets_replicas_through_the_scale_subresource() {
 #[tokio::test]
 async fn rollout_status_waits_until_rolled_out_and_times_out_with_exit_5() {
     let s = Setup::new(json!({"kubernetesActions": {"deployments": ["rolloutStatus"]}})).await;
-    let deployments: Api<Deployment> = Api::namespaced(s.admin(), s.name());
-    deployments
-        .create(&PostParams::default(), &deployment("idle", 0))
-        .await
-        .unwrap();
-    deployments
-        .create(&PostParams::default(), &deployment("stuck", 1))
-        .await
-        .unwrap();
+    s.create(&deployment("idle", 0)).await;
+    s.create(&deployment("stuck", 1)).await;
     let done = s
         .kube(&["rollout-status", "deployments/idle", "--timeout", "30s"])
         .await;
@@ -572,7 +550,7 @@ async fn cordon_uncordon_and_drain_honour_a_pod_disruption_budget() {
     for (name, app) in [("free", "free"), ("guarded", "guarded")] {
         let mut p = pod(name, json!({"app": app}));
         p.spec.as_mut().unwrap().node_name = Some(node_name.clone());
-        pods.create(&PostParams::default(), &p).await.unwrap();
+        s.create(&p).await;
     }
     // policy/v1beta1 on this v1.20 API server; no healthy pod, so the
     // budget allows no disruption.
@@ -737,10 +715,9 @@ async fn logs_come_from_the_pods_node_through_the_api_server() {
         .unwrap();
     let node_name = format!("logs-{}", s.name());
     kubelet.register_node(&s.admin(), &node_name).await.unwrap();
-    let pods: Api<Pod> = Api::namespaced(s.admin(), s.name());
     let mut p = pod("api-1", json!({"app": "api"}));
     p.spec.as_mut().unwrap().node_name = Some(node_name.clone());
-    pods.create(&PostParams::default(), &p).await.unwrap();
+    s.create(&p).await;
     kubelet.set_log(
         s.name(),
         "api-1",

@@ -16,17 +16,16 @@ use super::catalog::{Resource, Verb};
 use super::error::ActionError;
 use super::exec::Executor;
 
-#[derive(Args, Debug)]
-#[command(
-    about = "Kubernetes actions allowed by this scale set's `kubernetesActions`",
-    long_about = "Kubernetes actions for job steps, limited to what the scale set's `kubernetesActions` \
+/// `runway kube --help`: what it does, examples, exit codes.
+pub const LONG_ABOUT: &str = "Kubernetes actions for job steps, limited to what the scale set's `kubernetesActions` \
 allow (the allowlist mounted at $RUNWAY_KUBE_ALLOWLIST) and run with the runner pod's ServiceAccount.\n\n\
 Examples:\n  runway kube get deployments/api -n prod -o json\n  runway kube restart deployments/api -n prod\n  \
 runway kube scale deployments/api --replicas 3 -n prod\n  runway kube delete-multiple pods -l app=flaky -n ci --max 10\n  \
 runway kube drain nodes/ip-10-0-1-2 --timeout 5m\n  runway kube get customObjects/canary --api-version argoproj.io/v1alpha1 --kind Rollout\n\n\
 Exit codes: 0 done, 2 bad input, 3 denied by the allowlist or a safety rule, 4 Kubernetes refused \
-(RBAC 403, not found, conflict), 5 timeout."
-)]
+(RBAC 403, not found, conflict), 5 timeout.";
+
+#[derive(Args, Debug)]
 pub struct KubeArgs {
     #[command(subcommand)]
     command: KubeCommand,

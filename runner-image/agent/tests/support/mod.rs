@@ -178,6 +178,23 @@ impl Setup {
         self.ns.client()
     }
 
+    /// Creates `obj` in the test namespace as admin.
+    pub async fn create<K>(&self, obj: &K) -> K
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        self.ns
+            .api::<K>()
+            .create(&PostParams::default(), obj)
+            .await
+            .unwrap_or_else(|e| panic!("creating {obj:?}: {e}"))
+    }
+
     /// Runs `runway kube ARGS -n <ns>` as the runners' ServiceAccount.
     pub async fn kube(&self, args: &[&str]) -> Run {
         self.kube_with(&self.kubeconfig, args).await

@@ -7,7 +7,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, 
 use serde_json::{Value, json};
 
 use super::resolve::Target;
-use super::{Done, api, kube_err, patch_params, touched};
+use super::{Done, api, kube_err, name, patch_params, touched};
 use crate::kube::action::{Action, Outcome, PatchKind};
 use crate::kube::error::ActionError;
 
@@ -50,7 +50,13 @@ pub(crate) fn dry(action: &Action) -> &'static str {
     if action.dry_run { " (dry run)" } else { "" }
 }
 
-fn changed(target: &Target, obj: &DynamicObject, action: &Action, what: &str) -> Done {
+/// An object the action changed (or would have: dry run), as `what` says.
+pub(crate) fn changed(
+    target: &Target,
+    obj: &DynamicObject,
+    action: &Action,
+    what: impl std::fmt::Display,
+) -> Done {
     let name = obj.metadata.name.clone().unwrap_or_default();
     Done {
         outcome: Outcome {
@@ -63,7 +69,7 @@ fn changed(target: &Target, obj: &DynamicObject, action: &Action, what: &str) ->
 }
 
 pub async fn get(client: &Client, action: &Action, target: &Target) -> Result<Done, ActionError> {
-    let name = action.name.as_deref().unwrap_or_default();
+    let name = name(action);
     let obj = api(client, target)
         .get(name)
         .await
@@ -171,7 +177,7 @@ pub async fn update(
     target: &Target,
 ) -> Result<Done, ActionError> {
     let obj = object_from_body(action, target)?;
-    let name = action.name.as_deref().unwrap_or_default();
+    let name = name(action);
     let made = api(client, target)
         .replace(name, &post_params(action), &obj)
         .await
@@ -180,7 +186,7 @@ pub async fn update(
 }
 
 pub async fn patch(client: &Client, action: &Action, target: &Target) -> Result<Done, ActionError> {
-    let name = action.name.as_deref().unwrap_or_default();
+    let name = name(action);
     let body = action.body.clone().unwrap_or(Value::Null);
     let patch = match action.patch_kind {
         PatchKind::Merge => Patch::Merge(body),
@@ -202,7 +208,7 @@ pub async fn delete(
     action: &Action,
     target: &Target,
 ) -> Result<Done, ActionError> {
-    let name = action.name.as_deref().unwrap_or_default();
+    let name = name(action);
     let api = api(client, target);
     let gone = api
         .delete(name, &delete_params(action))
@@ -290,7 +296,7 @@ pub async fn delete_multiple(
 }
 
 pub async fn logs(client: &Client, action: &Action, target: &Target) -> Result<Done, ActionError> {
-    let name = action.name.as_deref().unwrap_or_default();
+    let name = name(action);
     let ns = target.namespace.as_deref().unwrap_or("default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let params = LogParams {

@@ -10,9 +10,9 @@ use kube::Client;
 use kube::api::{Api, ListParams, Patch};
 use serde_json::{Value, json};
 
-use super::crud::{dry, label, shown};
+use super::crud::{changed, dry};
 use super::resolve::Target;
-use super::{Done, api, kube_err, name, patch_params, touched};
+use super::{Done, api, kube_err, name, patch_params};
 use crate::kube::action::{Action, Outcome};
 use crate::kube::audit::Touched;
 use crate::kube::error::ActionError;
@@ -36,14 +36,7 @@ pub async fn cordon(
     } else {
         "uncordoned"
     };
-    Ok(Done {
-        outcome: Outcome {
-            summary: format!("{} {what}{}", label(target, name(action)), dry(action)),
-            changed: !action.dry_run,
-            result: shown(target, &obj),
-        },
-        touched: vec![touched(&target.ar, &obj)],
-    })
+    Ok(changed(target, &obj, action, what))
 }
 
 /// Which pods of a node drain evicts: not mirror pods (the kubelet owns

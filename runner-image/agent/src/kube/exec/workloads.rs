@@ -11,7 +11,7 @@ use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
-use super::crud::{dry, label, shown};
+use super::crud::{changed, dry, label, shown};
 use super::resolve::Target;
 use super::{Done, api, kube_err, name, patch_params, touched};
 use crate::kube::action::{Action, Outcome};
@@ -22,17 +22,6 @@ pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// The revision the deployment controller writes on Deployments and their
 /// ReplicaSets.
 const REVISION: &str = "deployment.kubernetes.io/revision";
-
-fn done(target: &Target, obj: &DynamicObject, action: &Action, what: String) -> Done {
-    Done {
-        outcome: Outcome {
-            summary: format!("{} {what}{}", label(target, name(action)), dry(action)),
-            changed: !action.dry_run,
-            result: shown(target, obj),
-        },
-        touched: vec![touched(&target.ar, obj)],
-    }
-}
 
 /// The merge patch of a restart at `at` (RFC 3339).
 pub fn restart_patch(at: &str) -> Value {
@@ -53,7 +42,7 @@ pub async fn restart(
         )
         .await
         .map_err(kube_err(action))?;
-    Ok(done(
+    Ok(changed(
         target,
         &obj,
         action,
@@ -72,7 +61,12 @@ pub async fn scale(client: &Client, action: &Action, target: &Target) -> Result<
     .await
     .map_err(kube_err(action))?;
     let obj = api.get(name(action)).await.map_err(kube_err(action))?;
-    Ok(done(target, &obj, action, format!("scaled to {replicas}")))
+    Ok(changed(
+        target,
+        &obj,
+        action,
+        format!("scaled to {replicas}"),
+    ))
 }
 
 fn revision(obj: &Value) -> Option<i64> {
@@ -169,11 +163,11 @@ pub async fn rollback(
         .patch(name(action), &patch_params(action), &patch)
         .await
         .map_err(kube_err(action))?;
-    Ok(done(
+    Ok(changed(
         target,
         &obj,
         action,
-        "rolled back to the previous revision".into(),
+        "rolled back to the previous revision",
     ))
 }
 
