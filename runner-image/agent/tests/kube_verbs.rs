@@ -751,3 +751,68 @@ async fn logs_come_from_the_pods_node_through_the_api_server() {
     let _ = nodes.delete(&node_name, &DeleteParams::default()).await;
     s.cleanup().await;
 }
+
+#[tokio::test]
+async fn custom_objects_take_their_kind_at_call_time_and_rbac_from_kubernetes_permissions() {
+    let s = Setup::new(json!({
+        "kubernetesActions": {"customObjects": ["get", "list"]},
+        "kubernetesPermissions": [{"apiGroups": ["example.runway.dev"], "resources": ["widgets"], "verbs": ["get", "list"]}],
+    }))
+    .await;
+    // A CRD of the shared control plane: made once, by whichever test
+    // process comes first.
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(s.admin());
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": "widgets.example.runway.dev"},
+        "spec": {"group": "example.runway.dev", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .unwrap();
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("creating the Widget CRD: {e}"),
+    }
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        s.admin(),
+        s.name(),
+        &dynamic("example.runway.dev", "v1", "Widget", "widgets"),
+    );
+    let widget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.runway.dev/v1", "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {"size": 3}
+    }))
+    .unwrap();
+    until("the Widget CRD to serve", || async {
+        widgets.create(&PostParams::default(), &widget).await.ok()
+    })
+    .await;
+
+    let kind = ["--api-version", "example.runway.dev/v1", "--kind", "Widget"];
+    let got = s
+        .kube(&[&["get", "customObjects/w1", "-o", "json"][..], &kind].concat())
+        .await
+        .json();
+    assert_eq!(got["result"]["spec"]["size"], 3);
+    let listed = s
+        .kube(&[&["list", "customObjects", "-o", "json"][..], &kind].concat())
+        .await
+        .json();
+    assert_eq!(listed["result"]["items"].as_array().unwrap().len(), 1);
+    s.kube_offline(&[&["delete", "customObjects/w1"][..], &kind].concat())
+        .await
+        .failed(3, "add \"delete\" to `kubernetesActions.customObjects`");
+    let sa: Api<DynamicObject> = Api::namespaced_with(
+        s.sa.clone(),
+        s.name(),
+        &dynamic("example.runway.dev", "v1", "Widget", "widgets"),
+    );
+    forbidden(
+        sa.delete("w1", &DeleteParams::default()).await,
+        "delete widget",
+    );
+    s.cleanup().await;
+}
