@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod controller_process;
 pub mod crds;
 pub mod demo;
+pub mod fake_kubelet;
 pub mod github;
 pub mod helm;
 pub mod kubelet;
@@ -21,6 +22,7 @@ pub mod pki;
 pub mod play;
 pub mod process;
 pub mod stage;
+pub mod sts;
 pub mod testing;
 pub mod wait;
 
