@@ -401,6 +401,13 @@ async fn a_valid_token_or_jwt_runs_the_payload_once() {
     assert_eq!(reply.status, 200, "{reply:?}\n{}", serve.log());
     assert_eq!(statuses(&reply), ["succeeded"], "{reply:?}");
     wait_gone(&ns, "by-token").await;
+    // The audit line names the dispatched action.
+    let log = serve.log();
+    assert!(
+        log.lines().any(|l| l.contains("\"audit\":\"runway.kube\"")
+            && l.contains("\"source\":\"payload tok/1\"")),
+        "{log}"
+    );
 
     let t = now();
     let token = jwt(

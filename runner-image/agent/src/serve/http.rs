@@ -219,8 +219,14 @@ struct Timed<'a> {
 
 impl Execute for Timed<'_> {
     async fn execute(&self, action: &Action) -> Result<Outcome, ActionError> {
+        self.execute_as(action, "serve").await
+    }
+
+    /// Audited as `payload <id>/<version>`, so the audit line and Events
+    /// name the dispatched action.
+    async fn execute_as(&self, action: &Action, source: &str) -> Result<Outcome, ActionError> {
         let started = Instant::now();
-        let result = self.executor.execute(action).await;
+        let result = self.executor.with_source(source).execute(action).await;
         self.metrics.duration(started.elapsed());
         result
     }
