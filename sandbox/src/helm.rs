@@ -80,6 +80,9 @@ pub enum HelmError {
         kind: String,
         message: String,
     },
+    /// A rendered template is not YAML.
+    #[error("the rendered {template} is not YAML: {message}")]
+    Manifest { template: String, message: String },
     /// Helm refused or failed a release action (install, upgrade,
     /// uninstall): `kind` is the SDK's exception class (`HelmReleaseError`,
     /// `HelmNotFoundError`, `HelmKubeError`, ...), `message` Helm's own text.
@@ -226,6 +229,24 @@ pub fn render(
         chart,
         message: format!("unexpected render result: {e}"),
     })
+}
+
+/// The objects of a render: every document of every `.yaml` template, in
+/// template order, empty documents left out (NOTES.txt is not a manifest).
+pub fn manifests(rendered: &BTreeMap<String, String>) -> Result<Vec<Value>, HelmError> {
+    let mut objects = Vec::new();
+    for (template, text) in rendered.iter().filter(|(p, _)| p.ends_with(".yaml")) {
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let value = Value::deserialize(doc).map_err(|e| HelmError::Manifest {
+                template: template.clone(),
+                message: format!("{e}\n{text}"),
+            })?;
+            if !value.is_null() {
+                objects.push(value);
+            }
+        }
+    }
+    Ok(objects)
 }
 
 /// Seconds Helm may take for one release action before it gives up.

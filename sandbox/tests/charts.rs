@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use runway_sandbox::helm::{self, HelmError, Severity};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Every (API group, resource, verb) the controller uses where it serves
@@ -65,18 +64,10 @@ fn chart() -> PathBuf {
 fn objects(values: Value) -> Vec<serde_yaml::Value> {
     let rendered = helm::render(&chart(), &values, "runway", "runway-system")
         .unwrap_or_else(|e| panic!("render with {values}: {e}"));
-    rendered
-        .iter()
-        .filter(|(path, _)| path.ends_with(".yaml"))
-        .flat_map(|(path, text)| {
-            serde_yaml::Deserializer::from_str(text)
-                .map(|doc| {
-                    serde_yaml::Value::deserialize(doc)
-                        .unwrap_or_else(|e| panic!("{path} is not YAML: {e}\n{text}"))
-                })
-                .filter(|v| !v.is_null())
-                .collect::<Vec<_>>()
-        })
+    helm::manifests(&rendered)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|v| serde_yaml::to_value(v).expect("JSON is YAML"))
         .collect()
 }
 

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use runway_sandbox::helm::{self, HelmError, Severity};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use support::example;
 
@@ -49,19 +48,7 @@ fn render(values: &Value) -> std::collections::BTreeMap<String, String> {
 
 /// Every object the chart renders, parsed.
 fn objects(values: &Value) -> Vec<Value> {
-    render(values)
-        .iter()
-        .filter(|(path, _)| path.ends_with(".yaml"))
-        .flat_map(|(path, text)| {
-            serde_yaml::Deserializer::from_str(text)
-                .map(|doc| {
-                    Value::deserialize(doc)
-                        .unwrap_or_else(|e| panic!("{path} is not YAML: {e}\n{text}"))
-                })
-                .filter(|v| !v.is_null())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    helm::manifests(&render(values)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn notes(values: &Value) -> String {

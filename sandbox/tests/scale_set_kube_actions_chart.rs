@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use runway_sandbox::helm::{self, HelmError};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 const RELEASE: &str = "arm-builders";
@@ -44,20 +43,9 @@ fn with(extra: Value) -> Value {
 
 /// Every object the chart renders, parsed.
 fn objects(values: &Value) -> Vec<Value> {
-    helm::render(&chart(), values, RELEASE, NAMESPACE)
-        .unwrap_or_else(|e| panic!("render with {values}: {e}"))
-        .iter()
-        .filter(|(path, _)| path.ends_with(".yaml"))
-        .flat_map(|(path, text)| {
-            serde_yaml::Deserializer::from_str(text)
-                .map(|doc| {
-                    Value::deserialize(doc)
-                        .unwrap_or_else(|e| panic!("{path} is not YAML: {e}\n{text}"))
-                })
-                .filter(|v| !v.is_null())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    let rendered = helm::render(&chart(), values, RELEASE, NAMESPACE)
+        .unwrap_or_else(|e| panic!("render with {values}: {e}"));
+    helm::manifests(&rendered).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Helm's refusal of `values`, as text.

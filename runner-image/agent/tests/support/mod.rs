@@ -68,17 +68,10 @@ pub fn render(namespace: &str, extra: Value) -> Vec<DynamicObject> {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/runway-scale-set");
     let rendered = helm::render(&chart, &values, "rs", namespace)
         .unwrap_or_else(|e| panic!("rendering the scale-set chart: {e}"));
-    rendered
-        .iter()
-        .filter(|(path, _)| path.ends_with(".yaml"))
-        .flat_map(|(_, text)| text.split("\n---"))
-        .filter_map(|doc| {
-            let value: serde_yaml::Value = serde_yaml::from_str(doc).ok()?;
-            if value.is_null() {
-                return None;
-            }
-            serde_yaml::from_value::<DynamicObject>(value).ok()
-        })
+    helm::manifests(&rendered)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter_map(|value| serde_json::from_value::<DynamicObject>(value).ok())
         .collect()
 }
 
