@@ -6,6 +6,7 @@
 //! starts and stops named sandboxes for people.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod bench;
 pub mod binaries;
 pub mod cluster;

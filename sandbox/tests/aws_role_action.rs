@@ -13,31 +13,19 @@
 //! own tests pin that format against the fake STS).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use runway_sandbox::actions;
 use serde_json::Value;
 
 // ------------------------------------------------------ the reusable action
 
-fn action_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/actions/aws-role/action.yml")
-}
-
 fn action() -> Value {
-    let text = std::fs::read_to_string(action_path()).expect("aws-role action.yml");
-    serde_yaml::from_str(&text).expect("action.yml is YAML")
+    actions::load("aws-role").yaml
 }
 
 fn step(action: &Value) -> &Value {
     &action["runs"]["steps"][0]
-}
-
-fn script() -> String {
-    step(&action())["run"]
-        .as_str()
-        .expect("the step has a run script")
-        .to_string()
 }
 
 /// Input name -> the environment variable the step maps it to, read from
@@ -57,64 +45,18 @@ fn input_vars(action: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// action-validator from where install-deps.sh installs it, else PATH.
-fn action_validator() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let cache = std::env::var_os("RUNWAY_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".cache/runway"));
-    let installed = cache.join("tools/bin/action-validator");
-    if installed.is_file() {
-        return installed;
-    }
-    find_on_path("action-validator").unwrap_or_else(|| {
-        panic!(
-            "action-validator is not installed ({} nor on PATH); run `bash sandbox/scripts/install-deps.sh`",
-            installed.display()
-        )
-    })
-}
-
-fn find_on_path(tool: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(tool))
-        .find(|f| f.is_file())
-}
-
 #[test]
 fn the_aws_role_action_passes_action_validator() {
-    let out = Command::new(action_validator())
-        .arg(action_path())
-        .output()
-        .expect("run action-validator");
-    assert!(
-        out.status.success(),
-        "action-validator refuses {}:\n{}{}",
-        action_path().display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(report) = actions::load("aws-role").validate() {
+        panic!("{report}");
+    }
 }
 
 #[test]
 fn the_aws_role_action_script_passes_shellcheck() {
-    let dir = TempDir::new();
-    let path = dir.0.join("step.sh");
-    std::fs::write(&path, script()).unwrap();
-    let out = Command::new("shellcheck")
-        .args(["--shell=bash", "--severity=style"])
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run shellcheck ({e}); run `bash sandbox/scripts/install-deps.sh`")
-        });
-    assert!(
-        out.status.success(),
-        "shellcheck finds:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    if let Err(findings) = actions::load("aws-role").shellcheck() {
+        panic!("{findings}");
+    }
 }
 
 #[test]
@@ -192,27 +134,6 @@ fi
 exit "${FAKE_RC:-0}"
 "#;
 
-/// A temporary directory removed on drop (also when an assertion fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "runway-aws-role-action-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
-}
-
 /// The AWS keys an earlier step exported into the job's environment.
 const EARLIER_KEYS: [(&str, &str); 3] = [
     ("AWS_ACCESS_KEY_ID", "AKIAEARLIER"),
@@ -248,16 +169,15 @@ fn run_action(inputs: &[(&str, &str)], fake_rc: i32) -> ActionRun {
             "no input {name} in action.yml"
         );
     }
-    let dir = TempDir::new();
-    let bin = dir.0.join("bin");
+    let scratch = actions::ScratchDir::new("aws-role-action");
+    let dir = scratch.path();
+    let bin = dir.join("bin");
     std::fs::create_dir(&bin).unwrap();
-    let fake = bin.join("runway");
-    std::fs::write(&fake, FAKE_RUNWAY).unwrap();
-    make_executable(&fake);
-    let script = dir.0.join("step.sh");
+    actions::write_executable(&bin.join("runway"), FAKE_RUNWAY);
+    let script = dir.join("step.sh");
     std::fs::write(&script, step(&action)["run"].as_str().unwrap()).unwrap();
-    let github_env = dir.0.join("github_env");
-    let github_output = dir.0.join("github_output");
+    let github_env = dir.join("github_env");
+    let github_output = dir.join("github_output");
     std::fs::write(&github_env, "").unwrap();
     std::fs::write(&github_output, "").unwrap();
 
@@ -265,12 +185,12 @@ fn run_action(inputs: &[(&str, &str)], fake_rc: i32) -> ActionRun {
         &std::env::var_os("PATH").unwrap_or_default(),
     )))
     .unwrap();
-    let mut cmd = Command::new(find_on_path("bash").expect("bash on PATH"));
+    let mut cmd = Command::new(actions::on_path("bash").expect("bash on PATH"));
     cmd.args(["--noprofile", "--norc", "-eo", "pipefail"])
         .arg(&script)
-        .current_dir(&dir.0)
+        .current_dir(dir)
         .env("PATH", path)
-        .env("FAKE_DIR", &dir.0)
+        .env("FAKE_DIR", dir)
         .env("FAKE_RC", fake_rc.to_string())
         .env("GITHUB_ENV", &github_env)
         .env("GITHUB_OUTPUT", &github_output)
@@ -286,11 +206,12 @@ fn run_action(inputs: &[(&str, &str)], fake_rc: i32) -> ActionRun {
     let out = cmd.output().expect("run bash");
 
     let read_nul = |name: &str| -> Vec<String> {
-        std::fs::read_to_string(dir.0.join(name))
+        std::fs::read_to_string(dir.join(name))
             .map(|t| t.split_terminator('\0').map(str::to_string).collect())
             .unwrap_or_default()
     };
-    let step_outputs = parse_github_output(&std::fs::read_to_string(&github_output).unwrap());
+    let step_outputs =
+        actions::parse_github_output(&std::fs::read_to_string(&github_output).unwrap());
     let outputs = action["outputs"]
         .as_object()
         .unwrap()
@@ -316,28 +237,6 @@ fn run_action(inputs: &[(&str, &str)], fake_rc: i32) -> ActionRun {
     }
 }
 
-/// `$GITHUB_OUTPUT` as GitHub reads it: `name=value` lines and
-/// `name<<DELIMITER` ... `DELIMITER` blocks.
-fn parse_github_output(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if let Some((name, delimiter)) = line.split_once("<<") {
-            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
-            out.insert(name.to_string(), value.join("\n"));
-        } else if let Some((name, value)) = line.split_once('=') {
-            out.insert(name.to_string(), value.to_string());
-        }
-    }
-    out
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// The values following each `flag` in `args`, in order.
 /// The values given to `flag`, in the `--flag=value` form the script uses
 /// (so that a value starting with `-` stays a value).
 fn values_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
@@ -555,8 +454,8 @@ fn output_credentials_adds_the_credentials_to_the_step_outputs() {
 
 #[test]
 fn inputs_with_shell_syntax_are_literal_arguments_never_commands() {
-    let dir = TempDir::new();
-    let marker = dir.0.join("pwned");
+    let scratch = actions::ScratchDir::new("aws-role-action");
+    let marker = scratch.path().join("pwned");
     let m = marker.display();
     let session = format!("x$(touch {m}); rm -rf {m}-dir `touch {m}` && touch {m} | cat");
     let external = format!("'\"; touch {m} #\n$((1+1)) ${{HOME}} *");

@@ -4,64 +4,24 @@
 //! outputs (multi-line safe) and the exit code.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use runway_sandbox::helm;
+use runway_sandbox::actions;
 use serde_json::Value;
 
 // ------------------------------------------------------ the reusable action
 
-fn action_path() -> PathBuf {
-    helm::chart_path("..").join("workflows/actions/kube/action.yml")
-}
-
-/// action-validator from PATH or where install-deps.sh installs it.
-fn action_validator() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let cache = std::env::var_os("RUNWAY_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".cache/runway"));
-    let installed = cache.join("tools/bin/action-validator");
-    if installed.is_file() {
-        return installed;
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("action-validator"))
-                .find(|f| f.is_file())
-        })
-        .unwrap_or_default();
-    on_path.unwrap_or_else(|| {
-        panic!(
-            "action-validator is not installed ({} nor on PATH); run `bash sandbox/scripts/install-deps.sh`",
-            installed.display()
-        )
-    })
-}
-
 #[test]
 fn the_kube_action_passes_action_validator() {
-    let out = Command::new(action_validator())
-        .arg(action_path())
-        .output()
-        .expect("run action-validator");
-    assert!(
-        out.status.success(),
-        "action-validator refuses {}:\n{}{}",
-        action_path().display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(report) = actions::load("kube").validate() {
+        panic!("{report}");
+    }
 }
 
-/// The action's step, parsed.
+/// The action's file, parsed.
 fn action() -> Value {
-    let text = std::fs::read_to_string(action_path()).expect("action.yml");
-    serde_yaml::from_str(&text).expect("action.yml is YAML")
+    actions::load("kube").yaml
 }
 
 #[test]
@@ -151,13 +111,7 @@ const BASE_TOOLS: [&str; 9] = [
 ];
 
 fn which(tool: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(tool))
-                .find(|f| f.is_file())
-        })
-        .unwrap_or_else(|| panic!("{tool} is not on PATH"))
+    actions::on_path(tool).unwrap_or_else(|| panic!("{tool} is not on PATH"))
 }
 
 fn run_action_in(
@@ -166,16 +120,12 @@ fn run_action_in(
     fake_output: &str,
     fake_rc: i32,
 ) -> ActionRun {
-    let dir = tempdir();
+    let scratch = actions::ScratchDir::new("kube-action");
+    let dir = scratch.path();
     let fake = dir.join("runway");
-    std::fs::write(&fake, FAKE_RUNWAY).unwrap();
-    make_executable(&fake);
+    actions::write_executable(&fake, FAKE_RUNWAY);
     let script = dir.join("step.sh");
-    std::fs::write(
-        &script,
-        action()["runs"]["steps"][0]["run"].as_str().unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&script, actions::load("kube").script()).unwrap();
     let output_file = dir.join("github_output");
     std::fs::write(&output_file, "").unwrap();
     let mut cmd = Command::new(which("bash"));
@@ -190,11 +140,11 @@ fn run_action_in(
     cmd.args(["--noprofile", "--norc", "-eo", "pipefail"])
         .arg(&script)
         .env("RUNWAY_BIN", &fake)
-        .env("FAKE_DIR", &dir)
+        .env("FAKE_DIR", dir)
         .env("FAKE_OUTPUT", fake_output)
         .env("FAKE_RC", fake_rc.to_string())
         .env("GITHUB_OUTPUT", &output_file)
-        .env("RUNNER_TEMP", &dir);
+        .env("RUNNER_TEMP", dir);
     for name in [
         "action",
         "resource",
@@ -219,10 +169,10 @@ fn run_action_in(
             .map(|a| a.lines().map(str::to_string).collect())
             .unwrap_or_default(),
         body: read("body"),
-        outputs: parse_github_output(&std::fs::read_to_string(&output_file).unwrap()),
+        outputs: actions::parse_github_output(&std::fs::read_to_string(&output_file).unwrap()),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
     };
-    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("runway-kube-body"))
@@ -231,45 +181,7 @@ fn run_action_in(
         leftovers.is_empty(),
         "the body file is left behind: {leftovers:?}"
     );
-    std::fs::remove_dir_all(&dir).ok();
     run
-}
-
-/// `$GITHUB_OUTPUT` as GitHub reads it: `name=value` lines and
-/// `name<<DELIMITER` ... `DELIMITER` blocks.
-fn parse_github_output(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if let Some((name, delimiter)) = line.split_once("<<") {
-            let mut value = Vec::new();
-            for l in lines.by_ref() {
-                if l == delimiter {
-                    break;
-                }
-                value.push(l);
-            }
-            out.insert(name.to_string(), value.join("\n"));
-        } else if let Some((name, value)) = line.split_once('=') {
-            out.insert(name.to_string(), value.to_string());
-        }
-    }
-    out
-}
-
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "runway-kube-action-{}-{}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[test]
@@ -320,26 +232,9 @@ fn the_kube_action_runs_the_cli_and_sets_multi_line_outputs() {
 /// shellcheck from PATH; install-deps.sh installs it.
 #[test]
 fn the_kube_action_script_passes_shellcheck() {
-    let dir = tempdir();
-    let script = dir.join("step.sh");
-    std::fs::write(
-        &script,
-        action()["runs"]["steps"][0]["run"].as_str().unwrap(),
-    )
-    .unwrap();
-    let out = Command::new("shellcheck")
-        .args(["--shell=bash", "--severity=style"])
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run shellcheck ({e}); run `bash sandbox/scripts/install-deps.sh`")
-        });
-    std::fs::remove_dir_all(&dir).ok();
-    assert!(
-        out.status.success(),
-        "shellcheck finds:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    if let Err(findings) = actions::load("kube").shellcheck() {
+        panic!("{findings}");
+    }
 }
 
 #[test]
