@@ -430,18 +430,8 @@ async fn run_inner(args: KubeArgs) -> Result<Outcome, ActionError> {
     let global = &args.global;
     let allowlist = Allowlist::load(global.allowlist.as_deref())?;
     let action = action_of(&args.command, global)?;
-    // Validation and the allowlist come before any Kubernetes call; the
-    // executor checks both again, but refusing here needs no client at all.
-    super::exec::validate(&action)?;
-    let namespace = action.namespace.as_deref();
-    let cluster_scoped = action.resource.location().is_some_and(|l| !l.namespaced);
-    if namespace.is_some() || cluster_scoped {
-        allowlist.check(
-            action.resource,
-            action.verb,
-            namespace.filter(|_| !cluster_scoped),
-        )?;
-    }
+    // The executor validates and checks the allowlist before any call:
+    // building a client talks to no one.
     let client =
         super::client::client(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
     let executor = Executor::new(client, allowlist, AuditContext::from_env("cli"));
