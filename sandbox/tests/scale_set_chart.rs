@@ -575,15 +575,40 @@ fn ignored_arc_keys_are_accepted() {
 
 #[test]
 fn container_mode_kubernetes_is_refused_clearly() {
-    let message = refused(&with(json!({ "containerMode": { "type": "kubernetes" } })));
+    for mode in ["kubernetes", "kubernetes-novolume"] {
+        let message = refused(&with(json!({ "containerMode": { "type": mode } })));
+        assert!(
+            message.contains(&format!(
+                "containerMode.type {mode} is not supported by Runway (it has no container hooks); use dind"
+            )),
+            "{message}"
+        );
+    }
+    // Any other type renders as no container mode, as in ARC, with a warning.
+    let values = with(json!({ "containerMode": { "type": "docker" } }));
+    assert!(
+        scale_set(&objects(&values))["spec"]
+            .get("containerMode")
+            .is_none()
+    );
+    assert!(
+        notes(&values).contains("containerMode.type \"docker\" is ignored"),
+        "{}",
+        notes(&values)
+    );
+}
+
+#[test]
+fn runner_mount_path_without_a_ca_is_refused_naming_the_key() {
+    let message = refused(&with(json!({
+        "githubServerTLS": { "runnerMountPath": "/usr/local/share/ca-certificates/" },
+    })));
     assert!(
         message.contains(
-            "containerMode.type kubernetes is not supported yet by Runway; use dind or leave it empty"
+            "githubServerTLS.runnerMountPath needs githubServerTLS.certificateFrom.configMapKeyRef"
         ),
         "{message}"
     );
-    let message = refused(&with(json!({ "containerMode": { "type": "docker" } })));
-    assert!(message.contains("/containerMode/type"), "{message}");
 }
 
 #[test]
