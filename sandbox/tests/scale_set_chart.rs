@@ -623,7 +623,14 @@ fn min_above_max_is_refused_naming_both_keys() {
     let message = refused(&with(json!({ "minRunners": -1 })));
     assert!(message.contains("/minRunners"), "{message}");
     let message = refused(&with(json!({ "maxRunners": "ten" })));
-    assert!(message.contains("/maxRunners"), "{message}");
+    assert!(
+        message.contains("maxRunners") && message.contains("is not a whole number of runners"),
+        "{message}"
+    );
+    // A quoted number counts (ARC drops it silently).
+    let rss = objects(&with(json!({ "minRunners": "1", "maxRunners": "5" })));
+    assert_eq!(scale_set(&rss)["spec"]["minRunners"], 1);
+    assert_eq!(scale_set(&rss)["spec"]["maxRunners"], 5);
 }
 
 #[test]
@@ -990,8 +997,8 @@ fn the_arc_values_harness_catches_each_kind_of_miss() {
         names: Vec::new(),
         values,
     };
-    let mut schema = case(ArcClass::Refused, with(json!({ "maxRunners": "ten" })));
-    schema.names.push("maxRunners".to_string());
+    let mut schema = case(ArcClass::Refused, with(json!({ "maxRunner": 3 })));
+    schema.names.push("maxRunner".to_string());
     let problem = arc_case_problem(&schema).expect("a schema refusal is a problem");
     assert!(problem.contains("by the schema"), "{problem}");
 
@@ -1017,7 +1024,7 @@ fn the_arc_values_harness_catches_each_kind_of_miss() {
     let problem = arc_case_problem(&wrong).expect("a value not rendered");
     assert!(problem.contains("/spec/maxRunners"), "{problem}");
 
-    let refused_honoured = case(ArcClass::Honoured, with(json!({ "maxRunners": "ten" })));
+    let refused_honoured = case(ArcClass::Honoured, with(json!({ "minRunners": -1 })));
     let problem = arc_case_problem(&refused_honoured).expect("a refusal");
     assert!(problem.contains("ARC accepts it"), "{problem}");
 }

@@ -126,6 +126,20 @@ template (a copy) in place. Call with (dict "tls" githubServerTLS "template" $te
 {{- end }}
 {{- end }}
 
+{{/*
+minRunners or maxRunners as a whole number, or "" when unset. A quoted
+number ("5", which ARC silently drops) counts; other text is refused.
+Call with (dict "key" "maxRunners" "value" .Values.maxRunners).
+*/}}
+{{- define "runway-scale-set.runnerCount" -}}
+{{- if kindIs "string" .value }}
+{{- if not (regexMatch "^[0-9]{1,9}$" .value) }}
+{{- fail (printf "%s %q is not a whole number of runners; write a number, e.g. %s: 5" .key .value .key) }}
+{{- end }}
+{{- end }}
+{{- if not (kindIs "invalid" .value) }}{{ int64 .value }}{{ end }}
+{{- end }}
+
 {{/* The name of the GitHub credentials Secret the RunnerScaleSet refers to. */}}
 {{- define "runway-scale-set.githubSecretName" -}}
 {{- if include "runway-scale-set.existingSecret" . }}
