@@ -99,6 +99,25 @@ fn scale_set_irsa_service_account() {
     );
 }
 
+/// ARC's GHES CA mount (`githubServerTLS.runnerMountPath`), done as ARC
+/// does it; ARC's `none` container mode and quoted label values.
+#[test]
+fn scale_set_arc_server_tls() {
+    scale_set(
+        "scale-set-arc-server-tls",
+        json!({
+            "githubConfigUrl": "https://ghe.example.com/enterprises/acme",
+            "githubConfigSecret": "github-credentials",
+            "containerMode": { "type": "none" },
+            "labels": { "cost-center": 1234 },
+            "githubServerTLS": {
+                "certificateFrom": { "configMapKeyRef": { "name": "ghes-ca", "key": "ca.crt" } },
+                "runnerMountPath": "/usr/local/share/ca-certificates/",
+            },
+        }),
+    );
+}
+
 #[test]
 fn scale_set_example_arc_migration() {
     scale_set("scale-set-arc-migration", example("arc-migration"));

@@ -575,15 +575,40 @@ fn ignored_arc_keys_are_accepted() {
 
 #[test]
 fn container_mode_kubernetes_is_refused_clearly() {
-    let message = refused(&with(json!({ "containerMode": { "type": "kubernetes" } })));
+    for mode in ["kubernetes", "kubernetes-novolume"] {
+        let message = refused(&with(json!({ "containerMode": { "type": mode } })));
+        assert!(
+            message.contains(&format!(
+                "containerMode.type {mode} is not supported by Runway (it has no container hooks); use dind"
+            )),
+            "{message}"
+        );
+    }
+    // Any other type renders as no container mode, as in ARC, with a warning.
+    let values = with(json!({ "containerMode": { "type": "docker" } }));
+    assert!(
+        scale_set(&objects(&values))["spec"]
+            .get("containerMode")
+            .is_none()
+    );
+    assert!(
+        notes(&values).contains("containerMode.type \"docker\" is ignored"),
+        "{}",
+        notes(&values)
+    );
+}
+
+#[test]
+fn runner_mount_path_without_a_ca_is_refused_naming_the_key() {
+    let message = refused(&with(json!({
+        "githubServerTLS": { "runnerMountPath": "/usr/local/share/ca-certificates/" },
+    })));
     assert!(
         message.contains(
-            "containerMode.type kubernetes is not supported yet by Runway; use dind or leave it empty"
+            "githubServerTLS.runnerMountPath needs githubServerTLS.certificateFrom.configMapKeyRef"
         ),
         "{message}"
     );
-    let message = refused(&with(json!({ "containerMode": { "type": "docker" } })));
-    assert!(message.contains("/containerMode/type"), "{message}");
 }
 
 #[test]
@@ -598,7 +623,14 @@ fn min_above_max_is_refused_naming_both_keys() {
     let message = refused(&with(json!({ "minRunners": -1 })));
     assert!(message.contains("/minRunners"), "{message}");
     let message = refused(&with(json!({ "maxRunners": "ten" })));
-    assert!(message.contains("/maxRunners"), "{message}");
+    assert!(
+        message.contains("maxRunners") && message.contains("is not a whole number of runners"),
+        "{message}"
+    );
+    // A quoted number counts (ARC drops it silently).
+    let rss = objects(&with(json!({ "minRunners": "1", "maxRunners": "5" })));
+    assert_eq!(scale_set(&rss)["spec"]["minRunners"], 1);
+    assert_eq!(scale_set(&rss)["spec"]["maxRunners"], 5);
 }
 
 #[test]
@@ -647,4 +679,352 @@ fn unknown_keys_and_missing_settings_are_refused_naming_the_key() {
             || message.contains("no container named \"runner\""),
         "{message}"
     );
+}
+
+// ------------------------------------------------- ARC 0.14.2's values files
+
+/// What Runway does with a values file ARC's `gha-runner-scale-set` 0.14.2
+/// accepts, as its `# expect:` header says.
+#[derive(Debug, PartialEq)]
+enum ArcClass {
+    /// It changes what is rendered (`# assert:`, `# absent:`, `# count:`).
+    Honoured,
+    /// Accepted; NOTES.txt carries each `# notes:` text.
+    Ignored,
+    /// Refused by a message of the chart's own (a template's `fail`, not a
+    /// generic schema error) that names each `# names:` key.
+    Refused,
+}
+
+/// One file of `sandbox/tests/arc_values/`, with its header parsed.
+#[derive(Debug)]
+struct ArcCase {
+    file: String,
+    /// The ARC keys the file exercises (`# arc:`), dotted.
+    arc_keys: Vec<String>,
+    class: ArcClass,
+    /// (kind, JSON pointer, expected value) in the render.
+    asserts: Vec<(String, String, Value)>,
+    /// (kind, JSON pointer) that must not be rendered.
+    absent: Vec<(String, String)>,
+    /// (kind, how many objects of it).
+    counts: Vec<(String, usize)>,
+    notes: Vec<String>,
+    names: Vec<String>,
+    values: Value,
+}
+
+fn arc_values_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/arc_values")
+}
+
+fn arc_case(path: &std::path::Path) -> ArcCase {
+    let file = path
+        .file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .to_string();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let values: Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{file} is not YAML: {e}"));
+    let mut case = ArcCase {
+        file: file.clone(),
+        arc_keys: Vec::new(),
+        class: ArcClass::Honoured,
+        asserts: Vec::new(),
+        absent: Vec::new(),
+        counts: Vec::new(),
+        notes: Vec::new(),
+        names: Vec::new(),
+        values,
+    };
+    let mut class = None;
+    for line in text.lines().take_while(|l| l.starts_with('#')) {
+        let Some((tag, rest)) = line.trim_start_matches('#').trim().split_once(':') else {
+            continue;
+        };
+        let rest = rest.trim();
+        let kind_and = |rest: &str| -> (String, String) {
+            let (kind, more) = rest
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("{file}: `{line}` needs a kind and more"));
+            (kind.to_string(), more.trim().to_string())
+        };
+        match tag {
+            "arc" => case
+                .arc_keys
+                .extend(rest.split(',').map(|k| k.trim().to_string())),
+            "expect" => {
+                class = Some(match rest {
+                    "honoured" => ArcClass::Honoured,
+                    "ignored" => ArcClass::Ignored,
+                    "refused" => ArcClass::Refused,
+                    other => panic!("{file}: unknown class {other:?}"),
+                })
+            }
+            "assert" => {
+                let (kind, more) = kind_and(rest);
+                let (pointer, value) = more
+                    .split_once(" = ")
+                    .unwrap_or_else(|| panic!("{file}: `{line}` needs ` = `"));
+                let value: Value =
+                    serde_yaml::from_str(value).unwrap_or_else(|e| panic!("{file}: `{line}`: {e}"));
+                case.asserts.push((kind, pointer.to_string(), value));
+            }
+            "absent" => case.absent.push(kind_and(rest)),
+            "count" => {
+                let (kind, n) = kind_and(rest);
+                let n = n.trim_start_matches("= ").parse().expect("a count");
+                case.counts.push((kind, n));
+            }
+            "notes" => case.notes.push(rest.to_string()),
+            "names" => case.names.push(rest.to_string()),
+            _ => {}
+        }
+    }
+    case.class = class.unwrap_or_else(|| panic!("{file}: no `# expect:` line"));
+    assert!(!case.arc_keys.is_empty(), "{file}: no `# arc:` line");
+    match case.class {
+        ArcClass::Honoured => assert!(
+            !case.asserts.is_empty() || !case.absent.is_empty() || !case.counts.is_empty(),
+            "{file}: an honoured file must say what it changes"
+        ),
+        ArcClass::Ignored => assert!(!case.notes.is_empty(), "{file}: no `# notes:` line"),
+        ArcClass::Refused => assert!(!case.names.is_empty(), "{file}: no `# names:` line"),
+    }
+    case
+}
+
+fn arc_cases() -> Vec<ArcCase> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(arc_values_dir())
+        .expect("sandbox/tests/arc_values")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| arc_case(p)).collect()
+}
+
+/// What is wrong with how the chart treats one ARC values file, or None.
+fn arc_case_problem(case: &ArcCase) -> Option<String> {
+    let rendered = helm::render(&chart(), &case.values, RELEASE, NAMESPACE);
+    if case.class == ArcClass::Refused {
+        return match rendered {
+            Ok(_) => Some("accepted, expected refused".to_string()),
+            Err(HelmError::Helm { kind, message, .. }) => {
+                if kind == "HelmValuesError" {
+                    Some(format!(
+                        "refused by the schema, not by a message of the chart's: {message}"
+                    ))
+                } else {
+                    let missing: Vec<_> = case
+                        .names
+                        .iter()
+                        .filter(|k| !message.contains(k.as_str()))
+                        .collect();
+                    (!missing.is_empty())
+                        .then(|| format!("refused without naming {missing:?}: {message}"))
+                }
+            }
+            Err(e) => Some(format!("not Helm's refusal: {e}")),
+        };
+    }
+    let rendered = match rendered {
+        Ok(r) => r,
+        Err(HelmError::Helm { kind, message, .. }) => {
+            return Some(format!("refused ({kind}), but ARC accepts it: {message}"));
+        }
+        Err(e) => return Some(e.to_string()),
+    };
+    let notes = rendered
+        .iter()
+        .find(|(path, _)| path.ends_with("NOTES.txt"))
+        .map(|(_, text)| text.clone())
+        .unwrap_or_default();
+    let objects = match helm::manifests(&rendered) {
+        Ok(o) => o,
+        Err(e) => return Some(e.to_string()),
+    };
+    let mut problems = Vec::new();
+    let rss: Vec<_> = objects
+        .iter()
+        .filter(|o| o["kind"] == "RunnerScaleSet")
+        .collect();
+    match rss.as_slice() {
+        [rss] => {
+            let errors = check(&rss["spec"], crd_spec_schema(), "spec");
+            if !errors.is_empty() {
+                problems.push(format!("the CRD refuses the RunnerScaleSet: {errors:?}"));
+            }
+        }
+        _ => problems.push(format!("{} RunnerScaleSets rendered", rss.len())),
+    }
+    for (kind, pointer, expected) in &case.asserts {
+        let found: Vec<_> = objects
+            .iter()
+            .filter(|o| o["kind"] == kind.as_str())
+            .map(|o| o.pointer(pointer))
+            .collect();
+        if found != [Some(expected)] {
+            problems.push(format!(
+                "{kind} {pointer}: expected {expected}, got {found:?}"
+            ));
+        }
+    }
+    for (kind, pointer) in &case.absent {
+        for o in objects.iter().filter(|o| o["kind"] == kind.as_str()) {
+            if let Some(v) = o.pointer(pointer) {
+                problems.push(format!("{kind} {pointer}: expected absent, got {v}"));
+            }
+        }
+    }
+    for (kind, n) in &case.counts {
+        let got = objects
+            .iter()
+            .filter(|o| o["kind"] == kind.as_str())
+            .count();
+        if got != *n {
+            problems.push(format!("expected {n} {kind}, got {got}"));
+        }
+    }
+    let missing: Vec<_> = case
+        .notes
+        .iter()
+        .filter(|t| !notes.contains(t.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("NOTES.txt lacks {missing:?}; it says:\n{notes}"));
+    }
+    (!problems.is_empty()).then(|| problems.join("\n  "))
+}
+
+/// Every top-level key of ARC 0.14.2's values.yaml and templates, and every
+/// `resourceMeta` key its templates read: each must be exercised by a file
+/// of `sandbox/tests/arc_values/`.
+const ARC_KEYS: &[&str] = &[
+    "githubConfigUrl",
+    "githubConfigSecret",
+    "scaleSetLabels",
+    "proxy",
+    "maxRunners",
+    "minRunners",
+    "runnerGroup",
+    "runnerScaleSetName",
+    "githubServerTLS",
+    "githubServerTLS.runnerMountPath",
+    "keyVault",
+    "containerMode",
+    "containerMode.kubernetesModeWorkVolumeClaim",
+    "containerMode.kubernetesModeAdditionalRoleRules",
+    "listenerTemplate",
+    "listenerMetrics",
+    "template",
+    "controllerServiceAccount",
+    "namespaceOverride",
+    "nameOverride",
+    "annotations",
+    "labels",
+    "resourceMeta.autoscalingRunnerSet",
+    "resourceMeta.githubConfigSecret",
+    "resourceMeta.kubernetesModeRole",
+    "resourceMeta.kubernetesModeRoleBinding",
+    "resourceMeta.kubernetesModeServiceAccount",
+    "resourceMeta.managerRole",
+    "resourceMeta.managerRoleBinding",
+    "resourceMeta.noPermissionServiceAccount",
+    "resourceMeta.autoscalingListener",
+    "resourceMeta.listenerServiceAccount",
+    "resourceMeta.listenerRole",
+    "resourceMeta.listenerRoleBinding",
+    "resourceMeta.listenerConfigSecret",
+    "resourceMeta.ephemeralRunnerSet",
+    "resourceMeta.ephemeralRunner",
+    "resourceMeta.ephemeralRunnerConfigSecret",
+];
+
+/// Issue 12 point 8: each values file ARC 0.14.2 accepts is honoured,
+/// accepted and ignored with a NOTES warning, or refused by a message that
+/// names the key; never refused by the schema's generic error.
+#[test]
+fn arc_values_files_are_honoured_ignored_with_a_warning_or_refused_by_name() {
+    let cases = arc_cases();
+    let covered: BTreeSet<&str> = cases
+        .iter()
+        .flat_map(|c| c.arc_keys.iter().map(String::as_str))
+        .collect();
+    let uncovered: Vec<_> = ARC_KEYS.iter().filter(|k| !covered.contains(*k)).collect();
+    assert!(
+        uncovered.is_empty(),
+        "ARC keys without a values file: {uncovered:?}"
+    );
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        if let Some(problem) = arc_case_problem(case) {
+            failures.push(format!("{} ({:?}): {problem}", case.file, case.class));
+        }
+    }
+    let count = |class: ArcClass| cases.iter().filter(|c| c.class == class).count();
+    eprintln!(
+        "{} ARC values files, {} ARC keys: {} honoured, {} ignored, {} refused",
+        cases.len(),
+        covered.len(),
+        count(ArcClass::Honoured),
+        count(ArcClass::Ignored),
+        count(ArcClass::Refused),
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} ARC values files are not treated as classified:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// The harness above can fail: a file the chart refuses by schema, one whose
+/// warning is missing and one whose assertion does not hold are all caught.
+#[test]
+fn the_arc_values_harness_catches_each_kind_of_miss() {
+    let case = |class, values: Value| ArcCase {
+        file: "t.yaml".to_string(),
+        arc_keys: vec!["x".to_string()],
+        class,
+        asserts: Vec::new(),
+        absent: Vec::new(),
+        counts: Vec::new(),
+        notes: Vec::new(),
+        names: Vec::new(),
+        values,
+    };
+    let mut schema = case(ArcClass::Refused, with(json!({ "maxRunner": 3 })));
+    schema.names.push("maxRunner".to_string());
+    let problem = arc_case_problem(&schema).expect("a schema refusal is a problem");
+    assert!(problem.contains("by the schema"), "{problem}");
+
+    let mut unnamed = case(
+        ArcClass::Refused,
+        with(json!({ "minRunners": 5, "maxRunners": 2 })),
+    );
+    unnamed.names.push("runnerGroup".to_string());
+    let problem = arc_case_problem(&unnamed).expect("a message without the key");
+    assert!(problem.contains("without naming"), "{problem}");
+
+    let mut silent = case(ArcClass::Ignored, minimal());
+    silent.notes.push("listenerTemplate is ignored".to_string());
+    let problem = arc_case_problem(&silent).expect("a missing warning");
+    assert!(problem.contains("NOTES.txt lacks"), "{problem}");
+
+    let mut wrong = case(ArcClass::Honoured, with(json!({ "maxRunners": 3 })));
+    wrong.asserts.push((
+        "RunnerScaleSet".to_string(),
+        "/spec/maxRunners".to_string(),
+        json!(4),
+    ));
+    let problem = arc_case_problem(&wrong).expect("a value not rendered");
+    assert!(problem.contains("/spec/maxRunners"), "{problem}");
+
+    let refused_honoured = case(ArcClass::Honoured, with(json!({ "minRunners": -1 })));
+    let problem = arc_case_problem(&refused_honoured).expect("a refusal");
+    assert!(problem.contains("ARC accepts it"), "{problem}");
 }

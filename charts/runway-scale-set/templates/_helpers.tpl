@@ -51,12 +51,12 @@ Call with (dict "root" $ "key" "autoscalingRunnerSet").
 {{- $labels := dict }}
 {{- range $k, $v := ($root.Values.labels | default dict) }}
 {{- if not (hasPrefix "actions.runway.dev/" $k) }}
-{{- $_ := set $labels $k ($v | toString) }}
+{{- $_ := set $labels $k (include "runway-scale-set.string" $v) }}
 {{- end }}
 {{- end }}
 {{- range $k, $v := ($meta.labels | default dict) }}
 {{- if not (hasPrefix "actions.runway.dev/" $k) }}
-{{- $_ := set $labels $k ($v | toString) }}
+{{- $_ := set $labels $k (include "runway-scale-set.string" $v) }}
 {{- end }}
 {{- end }}
 {{- range $k, $v := (include "runway-scale-set.labels" $root | fromYaml) }}
@@ -64,10 +64,10 @@ Call with (dict "root" $ "key" "autoscalingRunnerSet").
 {{- end }}
 {{- $annotations := dict }}
 {{- range $k, $v := ($root.Values.annotations | default dict) }}
-{{- $_ := set $annotations $k ($v | toString) }}
+{{- $_ := set $annotations $k (include "runway-scale-set.string" $v) }}
 {{- end }}
 {{- range $k, $v := ($meta.annotations | default dict) }}
-{{- $_ := set $annotations $k ($v | toString) }}
+{{- $_ := set $annotations $k (include "runway-scale-set.string" $v) }}
 {{- end }}
 labels:
   {{- toYaml $labels | nindent 2 }}
@@ -80,6 +80,64 @@ annotations:
 {{/* Whether githubConfigSecret names an existing Secret ("true" or ""). */}}
 {{- define "runway-scale-set.existingSecret" -}}
 {{- if kindIs "string" .Values.githubConfigSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+The RunnerScaleSet's containerMode.type: "dind" or "" (none). As in ARC,
+"" and "none" mean none and any other unknown type renders as none (NOTES
+warns). ARC's kubernetes modes are refused: Runway has no container hooks.
+*/}}
+{{- define "runway-scale-set.containerMode" -}}
+{{- $type := "" }}
+{{- with .Values.containerMode }}
+{{- $type = .type | default "" | toString }}
+{{- end }}
+{{- if or (eq $type "kubernetes") (eq $type "kubernetes-novolume") }}
+{{- fail (printf "containerMode.type %s is not supported by Runway (it has no container hooks); use dind to run job containers, or leave containerMode.type empty" $type) }}
+{{- end }}
+{{- if eq $type "dind" }}dind{{ end }}
+{{- end }}
+
+{{/*
+ARC's githubServerTLS.runnerMountPath, done as ARC does it: the CA of
+certificateFrom.configMapKeyRef as volume `github-server-tls-cert`, mounted
+in the `runner` container at <runnerMountPath>/<key>, with
+NODE_EXTRA_CA_CERTS at that path and RUNNER_UPDATE_CA_CERTS=1; a volume,
+mount or env entry of the same name in the template wins. Changes the
+template (a copy) in place. Call with (dict "tls" githubServerTLS "template" $template).
+*/}}
+{{- define "runway-scale-set.runnerCA" -}}
+{{- $ref := dict }}
+{{- with .tls.certificateFrom }}{{ $ref = .configMapKeyRef | default dict }}{{ end }}
+{{- if not (and $ref.name $ref.key) }}
+{{- fail "githubServerTLS.runnerMountPath needs githubServerTLS.certificateFrom.configMapKeyRef (name and key): the CA to mount in the runner container" }}
+{{- end }}
+{{- $path := clean (print .tls.runnerMountPath "/" $ref.key) }}
+{{- $spec := .template.spec }}
+{{- $volume := dict "name" "github-server-tls-cert" "configMap" (dict "name" $ref.name "items" (list (dict "key" $ref.key "path" $ref.key))) }}
+{{- $_ := set $spec "volumes" (include "runway-scale-set.mergeByName" (dict "items" $spec.volumes "extra" (list $volume)) | fromYamlArray) }}
+{{- range $spec.containers }}
+{{- if eq .name "runner" }}
+{{- $mount := dict "name" "github-server-tls-cert" "mountPath" $path "subPath" $ref.key }}
+{{- $_ := set . "volumeMounts" (include "runway-scale-set.mergeByName" (dict "items" .volumeMounts "extra" (list $mount)) | fromYamlArray) }}
+{{- $env := list (dict "name" "NODE_EXTRA_CA_CERTS" "value" $path) (dict "name" "RUNNER_UPDATE_CA_CERTS" "value" "1") }}
+{{- $_ := set . "env" (include "runway-scale-set.mergeByName" (dict "items" .env "extra" $env) | fromYamlArray) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+minRunners or maxRunners as a whole number, or "" when unset. A quoted
+number ("5", which ARC silently drops) counts; other text is refused.
+Call with (dict "key" "maxRunners" "value" .Values.maxRunners).
+*/}}
+{{- define "runway-scale-set.runnerCount" -}}
+{{- if kindIs "string" .value }}
+{{- if not (regexMatch "^[0-9]{1,9}$" .value) }}
+{{- fail (printf "%s %q is not a whole number of runners; write a number, e.g. %s: 5" .key .value .key) }}
+{{- end }}
+{{- end }}
+{{- if not (kindIs "invalid" .value) }}{{ int64 .value }}{{ end }}
 {{- end }}
 
 {{/* The name of the GitHub credentials Secret the RunnerScaleSet refers to. */}}
