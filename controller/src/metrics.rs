@@ -96,6 +96,8 @@ struct Registry {
     kube_writes: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     /// (endpoint, status code) -> count.
     github_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// kind (`element`, `message`) -> count.
+    undecodable_messages: Mutex<BTreeMap<&'static str, u64>>,
     scale_sets: Mutex<ScaleSets>,
 }
 
@@ -273,6 +275,20 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Counts one job message (`kind` `element`) or whole queue message
+    /// (`message`, once, when it is skipped) that could not be decoded, in
+    /// `runway_github_messages_undecodable_total`.
+    pub fn message_undecodable(&self, kind: &'static str) {
+        *lock(&self.inner.undecodable_messages)
+            .entry(kind)
+            .or_default() += 1;
+    }
+
+    /// The undecodable messages counted so far, by kind.
+    pub fn undecodable_messages(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.inner.undecodable_messages).clone()
+    }
+
     /// Every Kubernetes request counted so far, by (verb, resource).
     pub fn kube_requests(&self) -> BTreeMap<(String, String), u64> {
         flatten(&self.inner.kube_requests)
@@ -395,6 +411,20 @@ impl Metrics {
                 .sample(
                     "runway_github_requests_total",
                     &[("endpoint", endpoint), ("code", &code.to_string())],
+                    count,
+                );
+        }
+
+        for (kind, count) in self.undecodable_messages() {
+            families
+                .family(
+                    "runway_github_messages_undecodable_total",
+                    "counter",
+                    "Scale-set queue messages that could not be decoded: kind element (one job message, left out) or message (a whole message, skipped).",
+                )
+                .sample(
+                    "runway_github_messages_undecodable_total",
+                    &[("kind", kind)],
                     count,
                 );
         }

@@ -92,6 +92,32 @@ fn github_counter_has_endpoint_and_code() {
 }
 
 #[test]
+fn undecodable_messages_counter_has_a_kind() {
+    let metrics = Metrics::new();
+    assert!(
+        !metrics
+            .render()
+            .contains("runway_github_messages_undecodable_total")
+    );
+    metrics.message_undecodable("element");
+    metrics.message_undecodable("element");
+    metrics.message_undecodable("message");
+
+    assert_eq!(
+        lines_of(
+            &metrics.render(),
+            "runway_github_messages_undecodable_total"
+        ),
+        [
+            "# HELP runway_github_messages_undecodable_total Scale-set queue messages that could not be decoded: kind element (one job message, left out) or message (a whole message, skipped).",
+            "# TYPE runway_github_messages_undecodable_total counter",
+            r#"runway_github_messages_undecodable_total{kind="element"} 2"#,
+            r#"runway_github_messages_undecodable_total{kind="message"} 1"#,
+        ]
+    );
+}
+
+#[test]
 fn scale_set_gauges_and_counters() {
     let metrics = Metrics::new();
     let set = metrics.scale_set("ci", "linux");

@@ -90,6 +90,15 @@ pub enum Error {
         message_type: String,
     },
 
+    #[error(
+        "{operation}: message {message_id} cannot be read: {problem}; it is skipped after a few tries"
+    )]
+    UndecodableMessage {
+        operation: String,
+        message_id: i64,
+        problem: String,
+    },
+
     #[error(transparent)]
     Config(#[from] ConfigError),
 
@@ -127,6 +136,7 @@ impl Error {
             Error::Decode { .. } => "decode",
             Error::Protocol { .. } => "protocol",
             Error::UnexpectedMessageType { .. } => "unexpected_message_type",
+            Error::UndecodableMessage { .. } => "undecodable_message",
             Error::Config(_) => "config",
             Error::Credentials(_) => "credentials",
             Error::Setup(_) => "transport_setup",

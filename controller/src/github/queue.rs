@@ -5,16 +5,17 @@
 
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
+use serde::Deserialize;
 use url::Url;
 
 use super::actions::ActionsClient;
 use super::error::Error;
 use super::request::{decode, no_content};
 use super::secret::Secret;
+use super::secret::redact;
 use super::transport::HttpResponse;
 use super::wire::{
-    JobMessage, List, RunnerScaleSetMessage, RunnerScaleSetSession, RunnerScaleSetStatistic,
-    strip_bom,
+    JobMessage, List, RunnerScaleSetSession, RunnerScaleSetStatistic, drop_nulls, strip_bom,
 };
 
 /// The only message type the queue delivers today.
@@ -183,26 +184,57 @@ fn parse_queue_url(operation: &str, queue_url: &str) -> Result<Url, Error> {
 }
 
 /// Decodes a 200 poll answer: the envelope, its type, and the job messages
-/// encoded as a string inside it.
+/// encoded as a string inside it. `null` reads as absent everywhere. Once
+/// the message id is known, a message that cannot be read is
+/// [`Error::UndecodableMessage`], so the listener can skip it; statistics
+/// that do not decode read as absent (the listener keeps the last ones: a
+/// guess could scale runners down); a job message that does not decode is
+/// [`JobMessage::Undecodable`] and costs only itself.
 pub fn decode_message(operation: &str, body: &[u8]) -> Result<ScaleSetMessage, Error> {
-    let message: RunnerScaleSetMessage =
+    let mut envelope: serde_json::Value =
         serde_json::from_slice(strip_bom(body)).map_err(|e| Error::decode(operation, &e, false))?;
-    if message.message_type != JOB_MESSAGES {
+    drop_nulls(&mut envelope);
+    let Some(message_id) = envelope.get("messageId").and_then(|id| id.as_i64()) else {
+        return Err(Error::protocol(
+            operation,
+            "the message has no numeric messageId",
+        ));
+    };
+    let undecodable = |problem: String| Error::UndecodableMessage {
+        operation: operation.to_owned(),
+        message_id,
+        problem: redact(&problem),
+    };
+    let Some(message_type) = envelope.get("messageType").and_then(|t| t.as_str()) else {
+        return Err(undecodable("messageType is missing or not a string".into()));
+    };
+    if message_type != JOB_MESSAGES {
         return Err(Error::UnexpectedMessageType {
-            message_id: message.message_id,
-            message_type: message.message_type,
+            message_id,
+            message_type: message_type.to_owned(),
         });
     }
-    let jobs = JobMessage::decode_body(&message.body).map_err(|e| {
-        Error::decode(
-            &format!("{operation}: body of message {}", message.message_id),
-            &e,
-            false,
-        )
-    })?;
+    let body = match envelope.get("body") {
+        None => "",
+        Some(serde_json::Value::String(body)) => body.as_str(),
+        Some(_) => return Err(undecodable("body is not a string".into())),
+    };
+    let statistics = envelope.get("statistics").and_then(|statistics| {
+        RunnerScaleSetStatistic::deserialize(statistics)
+            .inspect_err(|error| {
+                tracing::warn!(
+                    message_id,
+                    error = %redact(&error.to_string()),
+                    "the statistics of a message do not decode; keeping the last ones"
+                );
+            })
+            .ok()
+    });
+    let jobs = JobMessage::decode_body(body)
+        .map_err(|e| undecodable(format!("the body is not a JSON array of job messages: {e}")))?;
     Ok(ScaleSetMessage {
-        message_id: message.message_id,
-        statistics: message.statistics,
+        message_id,
+        statistics,
         jobs,
     })
 }

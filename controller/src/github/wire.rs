@@ -11,8 +11,9 @@
 //!
 //! Tokens and JIT configs are [`Secret`]s, so deriving `Debug` is safe.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::secret::Secret;
 
@@ -221,41 +222,63 @@ pub struct RunnerScaleSetMessage {
     pub statistics: Option<RunnerScaleSetStatistic>,
 }
 
-/// The fields every job message carries.
+/// The fields every job message carries. Only `messageType` and
+/// `runnerRequestId` are required: the listener acts on nothing else here,
+/// so any other field of the wrong type reads as absent ([`lenient`]) rather
+/// than cost the listener the job message, and timestamps take every form
+/// the service writes ([`lenient_time`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobMessageBase {
     pub message_type: String,
     pub runner_request_id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub repository_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub owner_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub job_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub job_workflow_ref: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub job_display_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub workflow_run_id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub event_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub request_labels: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub queue_time: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scale_set_assign_time: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runner_assign_time: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finish_time: Option<DateTime<Utc>>,
 }
 
+/// The listener acquires by `runnerRequestId`, not through this URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobAvailable {
+    #[serde(default, deserialize_with = "lenient")]
     pub acquire_job_url: String,
     #[serde(flatten)]
     pub base: JobMessageBase,
@@ -267,10 +290,15 @@ pub struct JobAssigned {
     pub base: JobMessageBase,
 }
 
+/// `runnerName` is what marks a runner busy; an empty one is ignored by the
+/// listener. The reference client reads a missing `runnerId` as 0, so does
+/// this one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStarted {
+    #[serde(default, deserialize_with = "lenient")]
     pub runner_id: i64,
+    #[serde(default, deserialize_with = "lenient")]
     pub runner_name: String,
     #[serde(flatten)]
     pub base: JobMessageBase,
@@ -279,14 +307,69 @@ pub struct JobStarted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobCompleted {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub result: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub runner_id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub runner_name: String,
     #[serde(flatten)]
     pub base: JobMessageBase,
+}
+
+/// A field the listener only reports: a value of another type (a number
+/// where a string belongs, an object for a list) reads as absent.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned + Default,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}
+
+/// A timestamp as the service writes it: RFC 3339 with up to 9 fractional
+/// digits (.NET writes 7), with or without an offset (none means UTC). Go's
+/// and .NET's zero time (`0001-01-01T00:00:00`) means "not yet" and reads as
+/// absent, and so does anything that is not a timestamp: no timestamp is
+/// needed to act on a job message.
+fn lenient_time<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(value.as_str().and_then(parse_service_time))
+}
+
+/// See [`lenient_time`].
+pub fn parse_service_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+        .filter(|t| t.year() > 1)
+}
+
+/// Removes every `null` (object members and array elements), so that a
+/// `null` reads as the field being absent, as the reference Go client reads
+/// it; a required field that is `null` is then reported missing.
+pub fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(members) => {
+            members.retain(|_, v| !v.is_null());
+            members.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(elements) => {
+            elements.retain(|v| !v.is_null());
+            elements.iter_mut().for_each(drop_nulls);
+        }
+        _ => {}
+    }
 }
 
 /// One element of a message body, typed by its `messageType`.
@@ -301,32 +384,64 @@ pub enum JobMessage {
     Unknown {
         message_type: String,
     },
+    /// An element that does not decode even with `null`s read as absent:
+    /// the listener logs it, counts it and handles the rest of the message.
+    /// What could be read of it is kept for the log; never the element.
+    Undecodable(UndecodableJob),
+}
+
+/// What the log says about a job message that did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndecodableJob {
+    /// `messageType`, if it was a string.
+    pub message_type: Option<String>,
+    /// `runnerRequestId`, if it was a number.
+    pub runner_request_id: Option<i64>,
+    /// serde's error, which names the field (values redacted by the caller).
+    pub error: String,
 }
 
 impl JobMessage {
-    /// Decodes a message `body`: a JSON array of job messages. An empty body
-    /// holds no jobs.
+    /// Decodes a message `body`: a JSON array of job messages, each on its
+    /// own, so one bad element costs only itself. An empty body holds no
+    /// jobs. Errors only when the body is not a JSON array.
     pub fn decode_body(body: &str) -> Result<Vec<JobMessage>, serde_json::Error> {
         if body.trim().is_empty() {
             return Ok(Vec::new());
         }
         let elements: Vec<serde_json::Value> = serde_json::from_str(body)?;
-        elements.into_iter().map(JobMessage::from_value).collect()
+        Ok(elements.into_iter().map(JobMessage::from_value).collect())
     }
 
-    fn from_value(value: serde_json::Value) -> Result<Self, serde_json::Error> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Tag {
-            message_type: String,
-        }
-        let Tag { message_type } = Tag::deserialize(&value)?;
-        Ok(match message_type.as_str() {
-            "JobAvailable" => JobMessage::Available(serde_json::from_value(value)?),
-            "JobAssigned" => JobMessage::Assigned(serde_json::from_value(value)?),
-            "JobStarted" => JobMessage::Started(serde_json::from_value(value)?),
-            "JobCompleted" => JobMessage::Completed(serde_json::from_value(value)?),
-            _ => JobMessage::Unknown { message_type },
+    fn from_value(mut value: serde_json::Value) -> Self {
+        drop_nulls(&mut value);
+        let message_type = value
+            .get("messageType")
+            .and_then(|t| t.as_str())
+            .map(str::to_owned);
+        let decoded = match message_type.as_deref() {
+            Some("JobAvailable") => {
+                serde_json::from_value(value.clone()).map(JobMessage::Available)
+            }
+            Some("JobAssigned") => serde_json::from_value(value.clone()).map(JobMessage::Assigned),
+            Some("JobStarted") => serde_json::from_value(value.clone()).map(JobMessage::Started),
+            Some("JobCompleted") => {
+                serde_json::from_value(value.clone()).map(JobMessage::Completed)
+            }
+            Some(other) => Ok(JobMessage::Unknown {
+                message_type: other.to_owned(),
+            }),
+            None => Err(serde::de::Error::custom(
+                "missing field `messageType` (or not a string)",
+            )),
+        };
+        decoded.unwrap_or_else(|error| {
+            JobMessage::Undecodable(UndecodableJob {
+                runner_request_id: value.get("runnerRequestId").and_then(|id| id.as_i64()),
+                message_type,
+                // serde quotes the offending value; a long one stays out.
+                error: error.to_string().chars().take(300).collect(),
+            })
         })
     }
 
@@ -337,7 +452,7 @@ impl JobMessage {
             JobMessage::Assigned(m) => Some(&m.base),
             JobMessage::Started(m) => Some(&m.base),
             JobMessage::Completed(m) => Some(&m.base),
-            JobMessage::Unknown { .. } => None,
+            JobMessage::Unknown { .. } | JobMessage::Undecodable(_) => None,
         }
     }
 }

@@ -52,6 +52,20 @@
 //! set ends the listener with [`ListenerError::ScaleSetNotFound`]: the
 //! reconciler re-creates scale sets, the listener never does. On shutdown
 //! the session is deleted (best effort) and the checkpoint says so.
+//!
+//! # Messages that cannot be read
+//!
+//! `null` reads as absent and each job message decodes on its own: one that
+//! still does not decode is logged (type, runner request id, serde's error,
+//! never the body), counted, and left out; the rest of the message is
+//! handled. A JobAvailable left out is not acquired (the log says so). A
+//! message that cannot be read at all ([`Error::UndecodableMessage`]) is
+//! polled again with backoff; after [`ListenerConfig::max_message_tries`]
+//! tries it is checkpointed, acknowledged and skipped, and
+//! [`Demand::skipped`] tells the reconciler (a Warning Event), so one bad
+//! message cannot stop the scale set. The tries are counted in memory: a
+//! restart starts again from zero. A body that is not JSON, or has no
+//! `messageId`, cannot be acknowledged and is retried with backoff.
 
 mod backoff;
 mod checkpoint;
@@ -64,10 +78,14 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::github::{Error, ScaleSetService};
+use crate::metrics::Metrics;
 
 pub use backoff::Backoff;
 pub use checkpoint::{BoxError, Checkpoint, MemoryCheckpoint, Resume};
-pub use state::{Demand, Handling, JobInfo, Limits, Recovery, Statistics, Tracker, recovery};
+pub use state::{
+    Demand, Handling, JobInfo, Limits, MessageTries, Recovery, SkippedMessage, Statistics, Tracker,
+    recovery,
+};
 
 #[cfg(doc)]
 use crate::github::ActionsClient;
@@ -86,11 +104,15 @@ pub struct ListenerConfig {
     pub max_session_conflicts: Option<u32>,
     /// How long shutdown waits for the session delete.
     pub shutdown_timeout: Duration,
+    /// Polls of a message that cannot be read before it is acknowledged
+    /// and skipped (see [`MessageTries`]); at least 1.
+    pub max_message_tries: u32,
 }
 
 impl ListenerConfig {
     /// Default backoff, retries conflicts forever, 10 s to delete the
-    /// session on shutdown.
+    /// session on shutdown, skips a message that cannot be read after 5
+    /// tries.
     pub fn new(scale_set_id: i64, owner: impl Into<String>, limits: Limits) -> Self {
         Self {
             scale_set_id,
@@ -99,6 +121,7 @@ impl ListenerConfig {
             backoff: Backoff::default(),
             max_session_conflicts: None,
             shutdown_timeout: Duration::from_secs(10),
+            max_message_tries: 5,
         }
     }
 }
@@ -167,6 +190,7 @@ pub struct Listener<S, C> {
     config: ListenerConfig,
     demand: watch::Sender<Demand>,
     limits: Option<watch::Receiver<Limits>>,
+    metrics: Option<Metrics>,
 }
 
 impl<S: ScaleSetService, C: Checkpoint> Listener<S, C> {
@@ -182,7 +206,15 @@ impl<S: ScaleSetService, C: Checkpoint> Listener<S, C> {
             config,
             demand,
             limits: None,
+            metrics: None,
         }
+    }
+
+    /// Counts what could not be read in
+    /// `runway_github_messages_undecodable_total`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Follows `minRunners`/`maxRunners` changes (the scale set's spec was

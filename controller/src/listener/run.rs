@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::checkpoint::{Checkpoint, Resume};
-use super::state::{Recovery, Tracker, recovery};
+use super::state::{MessageTries, Recovery, SkippedMessage, Tracker, recovery};
 use super::{Limits, Listener, ListenerError};
 use crate::github::queue::ScaleSetMessage;
 use crate::github::wire::RunnerScaleSetSession;
@@ -39,6 +39,8 @@ pub(super) struct Run<'a, S, C> {
     failures: u32,
     /// The last checkpoint failed; try again before the next poll.
     checkpoint_pending: bool,
+    /// Failed reads of the message in flight, to skip it after the bound.
+    tries: MessageTries,
     shutdown: watch::Receiver<bool>,
     /// `None` when the limits are fixed (or their sender is gone).
     limits: Option<watch::Receiver<Limits>>,
@@ -57,6 +59,7 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
             stale_session: resume.session_id,
             failures: 0,
             checkpoint_pending: false,
+            tries: MessageTries::default(),
             shutdown,
             limits: listener.limits.clone(),
         }
@@ -181,7 +184,7 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
                         return Ok(None);
                     }
                 }
-                Recovery::NewSession | Recovery::SkipMessage(_) => {
+                Recovery::NewSession | Recovery::SkipMessage(_) | Recovery::Undecodable(_) => {
                     self.failures += 1;
                     tracing::warn!(attempt = self.failures, %error, "could not create a message session; retrying with backoff");
                     if !self.pause(self.failures, None).await {
@@ -227,6 +230,7 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
                 }
                 Ok(Some(message)) => {
                     self.failures = 0;
+                    self.tries.clear();
                     message
                 }
                 Err(error) => match self.after_error(error, session).await {
@@ -255,6 +259,29 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
         }
         for runner in &handling.completed {
             tracing::info!(message_id, runner, "job completed: runner is done");
+        }
+        for job in &handling.undecodable {
+            self.count_undecodable("element");
+            let message_type = job.message_type.as_deref().unwrap_or("(none)");
+            let runner_request_id = job.runner_request_id;
+            if message_type == "JobAvailable" {
+                tracing::warn!(
+                    message_id,
+                    message_type,
+                    runner_request_id,
+                    error = %job.error,
+                    "a job message does not decode and is left out: this job cannot be acquired \
+                     by this scale set"
+                );
+            } else {
+                tracing::warn!(
+                    message_id,
+                    message_type,
+                    runner_request_id,
+                    error = %job.error,
+                    "a job message does not decode and is left out"
+                );
+            }
         }
         if !handling.acquire.is_empty() {
             let acquired = until_shutdown(
@@ -319,19 +346,46 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
             Recovery::Fatal => Flow::End(End::Stop(self.fatal(error))),
             Recovery::SkipMessage(message_id) => {
                 tracing::warn!(message_id, %error, "skipping a message this listener cannot read");
-                self.last_message_id = self.last_message_id.max(message_id);
-                self.save(Some(&session.session_id)).await;
-                let (listener, id) = (self.listener, self.id());
-                let acknowledged = until_shutdown(
-                    &mut self.shutdown,
-                    listener
-                        .service
-                        .acknowledge_message(id, session, message_id),
-                );
-                match acknowledged.await {
-                    None => Flow::End(End::Shutdown),
-                    Some(_) => Flow::Continue,
+                self.skip(message_id, session).await
+            }
+            Recovery::Undecodable(message_id) => {
+                let max = self.listener.config.max_message_tries;
+                let (tries, give_up) = self.tries.failed(message_id, max);
+                if !give_up {
+                    self.failures += 1;
+                    tracing::warn!(
+                        message_id,
+                        attempt = tries,
+                        max_tries = max,
+                        %error,
+                        "a message cannot be read; polling it again with backoff"
+                    );
+                    return if self.pause(self.failures, None).await {
+                        Flow::Continue
+                    } else {
+                        Flow::End(End::Shutdown)
+                    };
                 }
+                tracing::error!(
+                    message_id,
+                    tries,
+                    %error,
+                    "skipping a message that could not be read: any job in it is not acquired \
+                     and any runner it names is not tracked by this listener"
+                );
+                self.tries.clear();
+                self.count_undecodable("message");
+                let reason = match &error {
+                    Error::UndecodableMessage { problem, .. } => problem.clone(),
+                    other => other.to_string(),
+                };
+                self.tracker.on_skipped(SkippedMessage {
+                    message_id,
+                    tries,
+                    reason,
+                });
+                self.publish();
+                self.skip(message_id, session).await
             }
             Recovery::NewSession | Recovery::Conflict => {
                 self.failures += 1;
@@ -356,6 +410,35 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
                     Flow::End(End::Shutdown)
                 }
             }
+        }
+    }
+
+    /// Checkpoints past `message_id` and acknowledges it, so that it is
+    /// never delivered again.
+    async fn skip(&mut self, message_id: i64, session: &mut RunnerScaleSetSession) -> Flow {
+        self.last_message_id = self.last_message_id.max(message_id);
+        self.save(Some(&session.session_id)).await;
+        let (listener, id) = (self.listener, self.id());
+        let acknowledged = until_shutdown(
+            &mut self.shutdown,
+            listener
+                .service
+                .acknowledge_message(id, session, message_id),
+        );
+        match acknowledged.await {
+            None => Flow::End(End::Shutdown),
+            Some(Ok(())) => Flow::Continue,
+            // The next poll's lastMessageId drops it anyway.
+            Some(Err(error)) => {
+                tracing::warn!(message_id, %error, "could not acknowledge a skipped message");
+                Flow::Continue
+            }
+        }
+    }
+
+    fn count_undecodable(&self, kind: &'static str) {
+        if let Some(metrics) = &self.listener.metrics {
+            metrics.message_undecodable(kind);
         }
     }
 

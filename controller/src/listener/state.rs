@@ -9,6 +9,8 @@
 //!   message it had not checkpointed), so `busy` and `completed` are sets and
 //!   acquiring an id again is harmless;
 //! - a runner whose job completed is never busy again;
+//! - `busy`, `completed` and `skipped` are bounded: a lost JobCompleted
+//!   cannot grow the listener's memory without end;
 //! - `desired` is always `min(maxRunners, minRunners + totalAssignedJobs)` of
 //!   the last statistics seen.
 
@@ -19,13 +21,27 @@ use chrono::{DateTime, Utc};
 
 use crate::github::Error;
 use crate::github::queue::ScaleSetMessage;
-use crate::github::wire::{JobMessage, RunnerScaleSetStatistic};
+use crate::github::wire::{JobMessage, RunnerScaleSetStatistic, UndecodableJob};
 use crate::scaler::desired_runners;
 
 /// How many completed runner names [`Demand::completed`] remembers. The
 /// reconciler deletes those pods within seconds; older names only cost
 /// memory, so the oldest are forgotten first.
 pub const COMPLETED_MEMORY: usize = 1024;
+
+/// How many busy runners [`Demand::busy`] remembers when `maxRunners` is
+/// unset; with `maxRunners` set, twice that (at least [`BUSY_MEMORY_MIN`]).
+/// A scale set never has more busy runners than runners, so only runners
+/// whose JobCompleted was lost go over: the oldest are forgotten first.
+/// Forgetting is safe for a runner still busy: the reconciler has marked
+/// its pod busy by then, and the mark alone keeps it.
+pub const BUSY_MEMORY: usize = 4096;
+/// The least [`Demand::busy`] remembers, for small `maxRunners`.
+pub const BUSY_MEMORY_MIN: usize = 256;
+
+/// How many skipped messages [`Demand::skipped`] keeps for the reconciler
+/// to report; [`Demand::skipped_total`] counts them all.
+pub const SKIPPED_MEMORY: usize = 16;
 
 /// The scale set's `minRunners` and `maxRunners`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +50,16 @@ pub struct Limits {
     pub min_runners: u32,
     /// `None`: no upper bound (ARC's default).
     pub max_runners: Option<u32>,
+}
+
+/// How many busy runners the listener remembers (see [`BUSY_MEMORY`]).
+pub fn busy_memory(limits: Limits) -> usize {
+    limits.max_runners.map_or(BUSY_MEMORY, |max| {
+        usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(2)
+            .max(BUSY_MEMORY_MIN)
+    })
 }
 
 impl Limits {
@@ -112,11 +138,29 @@ pub struct Demand {
     /// runner process has not exited yet. Bounded to the latest
     /// [`COMPLETED_MEMORY`] names.
     pub completed: BTreeSet<String>,
+    /// The latest messages the listener acknowledged without handling them
+    /// (at most [`SKIPPED_MEMORY`], oldest first): the reconciler reports
+    /// them as Warning Events.
+    pub skipped: Vec<SkippedMessage>,
+    /// Every message skipped since the listener started; the reconciler
+    /// compares it with the last value it reported.
+    pub skipped_total: u64,
     /// Bumped whenever any other field changes. The listener also re-sends
     /// an unchanged value after a poll with no message (PROTOCOL.md: "on 202
     /// re-apply the last count"), so a receiver woken with the same
     /// generation should re-apply, not skip.
     pub generation: u64,
+}
+
+/// A message the listener acknowledged and skipped because it could not be
+/// read after [`ListenerConfig::max_message_tries`](super::ListenerConfig)
+/// tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedMessage {
+    pub message_id: i64,
+    pub tries: u32,
+    /// Why it could not be read.
+    pub reason: String,
 }
 
 /// What the I/O loop must do for one message, after [`Tracker::on_message`]
@@ -130,6 +174,8 @@ pub struct Handling {
     pub started: Vec<String>,
     /// Runners newly marked completed by this message (for logs).
     pub completed: Vec<String>,
+    /// Job messages that did not decode, left out (for logs and metrics).
+    pub undecodable: Vec<UndecodableJob>,
 }
 
 /// The listener's memory of one scale set: the [`Demand`] it publishes and
@@ -140,6 +186,8 @@ pub struct Tracker {
     demand: Demand,
     /// `demand.completed` in the order names arrived, to forget the oldest.
     completed_order: VecDeque<String>,
+    /// `demand.busy` in the order names arrived, to forget the oldest.
+    busy_order: VecDeque<String>,
 }
 
 impl Tracker {
@@ -151,6 +199,7 @@ impl Tracker {
             limits,
             demand,
             completed_order: VecDeque::new(),
+            busy_order: VecDeque::new(),
         }
     }
 
@@ -220,6 +269,7 @@ impl Tracker {
                         started: base.runner_assign_time,
                     };
                     self.demand.busy.insert(name.clone(), info);
+                    self.busy_order.push_back(name.clone());
                     handling.started.push(name.clone());
                 }
                 JobMessage::Completed(completed) => {
@@ -228,13 +278,16 @@ impl Tracker {
                     if name.is_empty() {
                         continue;
                     }
-                    self.demand.busy.remove(name);
+                    if self.demand.busy.remove(name).is_some() {
+                        self.busy_order.retain(|busy| busy != name);
+                    }
                     if self.demand.completed.insert(name.clone()) {
                         self.completed_order.push_back(name.clone());
                         handling.completed.push(name.clone());
                     }
                 }
                 JobMessage::Unknown { .. } => {}
+                JobMessage::Undecodable(job) => handling.undecodable.push(job.clone()),
             }
         }
         while self.completed_order.len() > COMPLETED_MEMORY {
@@ -242,8 +295,25 @@ impl Tracker {
                 self.demand.completed.remove(&oldest);
             }
         }
+        let busy_memory = busy_memory(self.limits);
+        while self.busy_order.len() > busy_memory {
+            if let Some(oldest) = self.busy_order.pop_front() {
+                self.demand.busy.remove(&oldest);
+            }
+        }
         self.bump_if_changed(&before);
         handling
+    }
+
+    /// Records a message acknowledged without being handled, for the
+    /// reconciler to report.
+    pub fn on_skipped(&mut self, skipped: SkippedMessage) {
+        self.update(|demand| {
+            demand.skipped.push(skipped);
+            let over = demand.skipped.len().saturating_sub(SKIPPED_MEMORY);
+            demand.skipped.drain(..over);
+            demand.skipped_total += 1;
+        });
     }
 
     fn update(&mut self, change: impl FnOnce(&mut Demand)) -> bool {
@@ -278,6 +348,10 @@ pub enum Recovery {
     /// The queue delivered a message this client cannot read, with this id:
     /// acknowledge it and go on, so that it cannot block the queue.
     SkipMessage(i64),
+    /// The message with this id could not be read: try it again (a glitch
+    /// on the way may have caused it), and skip it once it has failed
+    /// [`MessageTries`]' bound.
+    Undecodable(i64),
     /// Transient: back off (at least `server_wait`) and try again.
     Retry { server_wait: Option<Duration> },
     /// Retrying cannot help (configuration, a credentials Secret that does
@@ -294,6 +368,7 @@ pub fn recovery(error: &Error) -> Recovery {
         Error::SessionConflict { .. } => Recovery::Conflict,
         Error::SessionExpired { .. } | Error::Unauthorized { .. } => Recovery::NewSession,
         Error::UnexpectedMessageType { message_id, .. } => Recovery::SkipMessage(*message_id),
+        Error::UndecodableMessage { message_id, .. } => Recovery::Undecodable(*message_id),
         Error::RateLimited { retry_after, .. } => Recovery::Retry {
             server_wait: *retry_after,
         },
@@ -306,6 +381,34 @@ pub fn recovery(error: &Error) -> Recovery {
         | Error::Timeout { .. }
         | Error::Decode { .. }
         | Error::Protocol { .. } => Recovery::Retry { server_wait: None },
+    }
+}
+
+/// How often the message in flight failed to be read. Only one message is
+/// in flight at a time (the queue redelivers it until it is acknowledged),
+/// so one slot is enough: another id starts again at one. Kept in memory
+/// only: a restarted listener counts from zero again, so a message that can
+/// never be read costs at most the bound per restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageTries {
+    current: Option<(i64, u32)>,
+}
+
+impl MessageTries {
+    /// Records one more failed try at `message_id`; returns the tries so
+    /// far and whether that reaches `max` (then skip it).
+    pub fn failed(&mut self, message_id: i64, max: u32) -> (u32, bool) {
+        let tries = match self.current {
+            Some((id, tries)) if id == message_id => tries.saturating_add(1),
+            _ => 1,
+        };
+        self.current = Some((message_id, tries));
+        (tries, tries >= max)
+    }
+
+    /// The message was handled or skipped: nothing to count any more.
+    pub fn clear(&mut self) {
+        self.current = None;
     }
 }
 

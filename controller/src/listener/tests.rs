@@ -532,6 +532,135 @@ async fn an_unreadable_message_is_skipped_not_redelivered_forever() {
     started.stop().await.unwrap();
 }
 
+fn undecodable_9() -> Error {
+    Error::UndecodableMessage {
+        operation: "poll".into(),
+        message_id: 9,
+        problem: "the body is not a JSON array of job messages".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_that_never_decodes_is_skipped_after_the_bound_and_reported() {
+    let twin = Twin::default();
+    {
+        let mut script = twin.script();
+        for _ in 0..3 {
+            script.polls.push_back(Poll::Fail(undecodable_9));
+        }
+        script
+            .polls
+            .push_back(Poll::Message(job_message(10, 2, TWO_AVAILABLE)));
+    }
+    let (demand_tx, mut demand) = watch::channel(Demand::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let metrics = crate::metrics::Metrics::new();
+    let config = ListenerConfig {
+        max_message_tries: 3,
+        ..config()
+    };
+    let listener = Listener::new(twin.clone(), Saves(twin.clone()), config, demand_tx)
+        .with_metrics(metrics.clone());
+    let task = tokio::spawn(async move { listener.run(Resume::default(), stop_rx).await });
+    let started = Started {
+        twin: twin.clone(),
+        task,
+        demand: demand.clone(),
+        stop,
+    };
+    started
+        .expect_log(
+            2,
+            &[
+                "poll 0 cap 5",
+                "poll 0 cap 5",
+                "poll 0 cap 5",
+                "save Some(\"s1\") 9",
+                "ack 9",
+                "poll 9 cap 5",
+                "acquire [1, 2]",
+                "save Some(\"s1\") 10",
+                "ack 10",
+            ],
+        )
+        .await;
+    let seen = demand.borrow_and_update().clone();
+    assert_eq!(seen.skipped_total, 1);
+    assert_eq!(
+        seen.skipped,
+        [SkippedMessage {
+            message_id: 9,
+            tries: 3,
+            reason: "the body is not a JSON array of job messages".into(),
+        }]
+    );
+    assert_eq!(seen.desired, 3, "the next message was served");
+    assert_eq!(metrics.undecodable_messages(), [("message", 1)].into());
+    started.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_that_decodes_on_a_later_try_is_handled_not_skipped() {
+    let twin = Twin::default();
+    {
+        let mut script = twin.script();
+        script.polls.push_back(Poll::Fail(undecodable_9));
+        script
+            .polls
+            .push_back(Poll::Message(job_message(9, 2, TWO_AVAILABLE)));
+    }
+    let started = start(&twin, config(), Resume::default());
+    started
+        .expect_log(
+            2,
+            &[
+                "poll 0 cap 5",
+                "poll 0 cap 5",
+                "acquire [1, 2]",
+                "save Some(\"s1\") 9",
+                "ack 9",
+            ],
+        )
+        .await;
+    assert_eq!(started.demand.borrow().skipped_total, 0);
+    started.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_job_message_is_counted_and_the_rest_is_served() {
+    let twin = Twin::default();
+    let jobs = r#"[{"messageType":"JobAvailable","runnerRequestId":"1"},
+        {"messageType":"JobAvailable","runnerRequestId":2,"acquireJobUrl":null}]"#;
+    twin.script()
+        .polls
+        .push_back(Poll::Message(job_message(4, 1, jobs)));
+    let (demand_tx, _demand) = watch::channel(Demand::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let metrics = crate::metrics::Metrics::new();
+    let listener = Listener::new(twin.clone(), Saves(twin.clone()), config(), demand_tx)
+        .with_metrics(metrics.clone());
+    let task = tokio::spawn(async move { listener.run(Resume::default(), stop_rx).await });
+    let started = Started {
+        twin: twin.clone(),
+        task,
+        demand: _demand,
+        stop,
+    };
+    started
+        .expect_log(
+            2,
+            &[
+                "poll 0 cap 5",
+                "acquire [2]",
+                "save Some(\"s1\") 4",
+                "ack 4",
+            ],
+        )
+        .await;
+    assert_eq!(metrics.undecodable_messages(), [("element", 1)].into());
+    started.stop().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_expired_session_is_replaced_after_a_backoff() {
     let twin = Twin::default();

@@ -5,6 +5,7 @@
 
 use kube::runtime::events::EventType;
 
+use crate::listener::SkippedMessage;
 use crate::runner;
 use crate::scaler::DeleteReason;
 
@@ -65,6 +66,46 @@ pub(super) fn scale_events(outcome: &runner::Outcome) -> Vec<(EventType, &'stati
             );
             events.push((type_, kind, note));
         }
+    }
+    events
+}
+
+/// One Warning Event per message the listener skipped since `reported`
+/// (its `skipped_total` when last reported). The listener keeps only the
+/// latest skips: older ones unreported are summed up in one more Event.
+pub(super) fn skip_events(
+    skipped: &[SkippedMessage],
+    total: u64,
+    reported: u64,
+) -> Vec<(EventType, &'static str, String)> {
+    const REASON_CHARS: usize = 400;
+    let new = total.saturating_sub(reported);
+    let shown = usize::try_from(new)
+        .unwrap_or(usize::MAX)
+        .min(skipped.len());
+    let mut events = Vec::new();
+    let unshown = new.saturating_sub(shown as u64);
+    if unshown > 0 {
+        events.push((
+            EventType::Warning,
+            "MessageSkipped",
+            format!(
+                "{unshown} more message(s) from GitHub could not be read and were skipped; \
+                 see the controller log"
+            ),
+        ));
+    }
+    for message in skipped.iter().skip(skipped.len() - shown) {
+        let reason: String = message.reason.chars().take(REASON_CHARS).collect();
+        events.push((
+            EventType::Warning,
+            "MessageSkipped",
+            format!(
+                "message {} from GitHub could not be read after {} tries and was skipped \
+                 (jobs in it are not acquired by this scale set): {reason}",
+                message.message_id, message.tries
+            ),
+        ));
     }
     events
 }
@@ -151,6 +192,54 @@ mod tests {
             ..runner::Outcome::default()
         };
         assert!(scale_events(&outcome).is_empty());
+    }
+
+    fn skipped(message_id: i64) -> SkippedMessage {
+        SkippedMessage {
+            message_id,
+            tries: 5,
+            reason: "the body is not a JSON array".into(),
+        }
+    }
+
+    #[test]
+    fn one_warning_per_skipped_message_not_yet_reported() {
+        let kept = [skipped(4), skipped(9)];
+        let note = |id: i64| {
+            format!(
+                "message {id} from GitHub could not be read after 5 tries and was skipped (jobs \
+                 in it are not acquired by this scale set): the body is not a JSON array"
+            )
+        };
+        // (kept, total, reported) -> notes
+        let cases: [(&[SkippedMessage], u64, u64, Vec<String>); 5] = [
+            (&[], 0, 0, vec![]),
+            (&kept, 2, 2, vec![]),
+            (&kept, 2, 1, vec![note(9)]),
+            (&kept, 2, 0, vec![note(4), note(9)]),
+            (
+                &kept,
+                5,
+                0,
+                vec![
+                    "3 more message(s) from GitHub could not be read and were skipped; see the \
+                     controller log"
+                        .to_string(),
+                    note(4),
+                    note(9),
+                ],
+            ),
+        ];
+        for (kept, total, reported, notes) in cases {
+            let events = skip_events(kept, total, reported);
+            assert!(
+                events
+                    .iter()
+                    .all(|(t, r, _)| *t == EventType::Warning && *r == "MessageSkipped")
+            );
+            let got: Vec<String> = events.into_iter().map(|(_, _, n)| n).collect();
+            assert_eq!(got, notes, "total {total}, reported {reported}");
+        }
     }
 
     #[test]

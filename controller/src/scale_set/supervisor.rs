@@ -42,7 +42,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::checkpoint::lock;
 use super::client::github_client;
-use super::events::scale_events;
+use super::events::{scale_events, skip_events};
 use super::gauges::Gauges;
 pub use super::summary::Summary;
 use super::summary::{SummaryStatus, previous_summary, runner_conditions};
@@ -350,7 +350,10 @@ pub async fn run_scale_set(
     let checkpoint = StatusCheckpoint::new(scale_sets.clone(), owner.name.clone())
         .every(opts.status_interval)
         .with_conditions(shared_conditions.clone());
-    let listener = Listener::new(client.clone(), checkpoint, config, demand_tx);
+    let mut listener = Listener::new(client.clone(), checkpoint, config, demand_tx);
+    if let Some(metrics) = &opts.metrics {
+        listener = listener.with_metrics(metrics.clone());
+    }
     let listener_task = tokio::spawn(async move { listener.run(resume, stop_rx).await });
 
     let (owner_ns, owner_name) = (owner.namespace.clone(), owner.name.clone());
@@ -369,6 +372,7 @@ pub async fn run_scale_set(
         generation,
         totals: Totals::default(),
         publish: opts.totals.clone(),
+        skipped_reported: 0,
         gauges: opts.metrics.as_ref().map(|m| {
             let series = m.scale_set(&owner_ns, &owner_name);
             series.set_limits(
@@ -442,6 +446,8 @@ struct Supervisor {
     generation: Option<i64>,
     totals: Totals,
     publish: Option<watch::Sender<Totals>>,
+    /// The listener's `skipped_total` already reported as Events.
+    skipped_reported: u64,
     gauges: Option<Gauges>,
 }
 
@@ -475,13 +481,19 @@ impl Supervisor {
             }
         }
         loop {
-            let demand = {
+            let (demand, skipped) = {
                 let raw = demand_rx.borrow_and_update();
                 if let Some(gauges) = &mut self.gauges {
                     gauges.update(&raw);
                 }
-                runner::Demand::from(&*raw)
+                let skipped = skip_events(&raw.skipped, raw.skipped_total, self.skipped_reported);
+                self.skipped_reported = raw.skipped_total;
+                (runner::Demand::from(&*raw), skipped)
             };
+            for (type_, reason, note) in skipped {
+                self.totals.kube.events += 1;
+                self.ctx.event(rss, type_, reason, "Listen", note).await;
+            }
             let wait = self.pass(rss, &demand).await;
             tokio::select! {
                 event = pod_events.next() => {

@@ -15,6 +15,7 @@
 //! | `POST /_control/jobs/{id}/start` | `{"runnerName"}` | 204 |
 //! | `POST /_control/jobs/{id}/complete` | `{"result"}` | 204 |
 //! | `DELETE /_control/scalesets/{id}` | | 204 |
+//! | `POST /_control/scalesets/{id}/messages` | `{"body", "messageType"?}` | 204 (delivered next, verbatim) |
 //! | `POST /_control/faults` | `{"endpoint","status"?,"typeName"?,"delayMs"?,"retryAfter"?,"dropConnection"?,"times"?}` | 204 |
 //! | `DELETE /_control/faults` | | 204 (all queued faults cleared) |
 //! | `POST /_control/expire/{what}` | what: `installation-tokens`, `admin-tokens`, `queue-tokens`, `sessions` | 204 |
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::FakeApp;
 use super::faults::{Endpoint, Fault};
+use super::messages::RawMessage;
 use super::server::App;
 use super::state::{NewJob, Snapshot, StateError};
 
@@ -87,6 +89,7 @@ pub fn routes() -> Router<App> {
         .route("/_control/jobs/{id}/start", post(start_job))
         .route("/_control/jobs/{id}/complete", post(complete_job))
         .route("/_control/scalesets/{id}", delete(delete_scale_set))
+        .route("/_control/scalesets/{id}/messages", post(queue_raw_message))
         .route("/_control/faults", post(inject_fault).delete(clear_faults))
         .route("/_control/expire/{what}", post(expire))
         .route("/_control/bom", put(set_bom))
@@ -232,6 +235,29 @@ async fn complete_job(
 
 async fn delete_scale_set(State(app): State<App>, Path(id): Path<i64>) -> Reply<StatusCode> {
     app.state(|s, _| s.delete_scale_set(None, id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawMessageRequest {
+    body: String,
+    message_type: Option<String>,
+}
+
+async fn queue_raw_message(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Reply<StatusCode> {
+    let request: RawMessageRequest = parse(&body)?;
+    let message = RawMessage {
+        message_type: request
+            .message_type
+            .unwrap_or_else(|| super::actions::MESSAGE_TYPE.to_string()),
+        body: request.body,
+    };
+    app.state(|s, _| s.queue_raw_message(id, message))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -19,6 +19,10 @@
 //!   than anything issued never loses events: new messages are always
 //!   delivered, whatever N says.
 //!
+//! - A raw message (a test's [`RawMessage`], see `FakeGitHub::queue_raw_message`)
+//!   is delivered as the next message, before pending events, alone, with
+//!   the next message id and the same redelivery rules.
+//!
 //! The queue belongs to the scale set, not to a session, so messages survive
 //! a session being deleted and created again (a restarted listener with the
 //! same `lastMessageId` neither loses nor replays them).
@@ -84,15 +88,39 @@ pub struct JobEvent {
     pub job: JobFacts,
 }
 
+/// A message a test wrote by hand, to send what the real service may send
+/// (nulls, odd timestamps, malformed elements) exactly as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// The envelope's `messageType`.
+    pub message_type: String,
+    /// The envelope's `body`, verbatim: normally a JSON array encoded as a
+    /// string, but anything goes.
+    pub body: String,
+}
+
 #[derive(Debug, Default)]
 pub struct MessageQueue {
     pending: VecDeque<JobEvent>,
     in_flight: Option<(i64, Vec<JobEvent>)>,
+    /// Raw messages, delivered before the pending events.
+    raw: VecDeque<RawMessage>,
+    /// Set while the message in flight is a raw one (its events are empty).
+    in_flight_raw: Option<RawMessage>,
 }
 
 impl MessageQueue {
     pub fn push(&mut self, event: JobEvent) {
         self.pending.push_back(event);
+    }
+
+    pub fn push_raw(&mut self, message: RawMessage) {
+        self.raw.push_back(message);
+    }
+
+    /// The raw message in flight, if the message in flight is one.
+    pub fn raw_in_flight(&self) -> Option<&RawMessage> {
+        self.in_flight.as_ref().and(self.in_flight_raw.as_ref())
     }
 
     /// The message to deliver to a poll carrying `last_message_id` (0 when
@@ -109,6 +137,15 @@ impl MessageQueue {
             .is_some_and(|(id, _)| *id <= last_message_id)
         {
             self.in_flight = None;
+            self.in_flight_raw = None;
+        }
+        if self.in_flight.is_none()
+            && let Some(raw) = self.raw.pop_front()
+        {
+            let id = *next_id;
+            *next_id += 1;
+            self.in_flight = Some((id, Vec::new()));
+            self.in_flight_raw = Some(raw);
         }
         if self.in_flight.is_none() && !self.pending.is_empty() {
             let take = self.pending.len().min(MAX_EVENTS_PER_MESSAGE);
@@ -128,6 +165,7 @@ impl MessageQueue {
             .is_some_and(|(id, _)| *id == message_id)
         {
             self.in_flight = None;
+            self.in_flight_raw = None;
             return true;
         }
         false
@@ -356,5 +394,27 @@ mod tests {
         assert_eq!(items[2]["result"], "succeeded");
         assert_eq!(items[2]["jobId"], "job-4");
         assert_eq!(items[2]["requestLabels"][0], "linux");
+    }
+
+    #[test]
+    fn a_raw_message_goes_next_alone_and_is_redelivered_until_acknowledged() {
+        let mut queue = MessageQueue::default();
+        let mut next_id = 1;
+        queue.push(event(1, EventKind::Available));
+        let raw = RawMessage {
+            message_type: "RunnerScaleSetJobMessages".into(),
+            body: "not json".into(),
+        };
+        queue.push_raw(raw.clone());
+        let (id, events) = queue.next(0, &mut next_id).expect("the raw message");
+        assert!(events.is_empty());
+        assert_eq!(queue.raw_in_flight(), Some(&raw));
+        let (again, _) = queue.next(0, &mut next_id).expect("redelivered");
+        assert_eq!((again, queue.raw_in_flight()), (id, Some(&raw)));
+        assert!(queue.ack(id));
+        let (next, events) = queue.next(id, &mut next_id).expect("the events");
+        assert!(next > id);
+        assert_eq!(ids(&events), [1]);
+        assert_eq!(queue.raw_in_flight(), None);
     }
 }

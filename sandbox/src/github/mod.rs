@@ -269,6 +269,21 @@ impl FakeGitHub {
             .state(|s, now| s.complete_job(runner_request_id, result, now))?)
     }
 
+    /// Queues a message written by hand as the next message of the scale
+    /// set: the envelope's `body` is `body`, verbatim (nulls, odd
+    /// timestamps, a malformed element, or not JSON at all), its type
+    /// `RunnerScaleSetJobMessages`. It is delivered alone, with the next
+    /// message id, until acknowledged, like any message.
+    pub fn queue_raw_message(&self, scale_set_id: i64, body: &str) -> Result<(), FakeError> {
+        let message = messages::RawMessage {
+            message_type: actions::MESSAGE_TYPE.to_string(),
+            body: body.to_string(),
+        };
+        Ok(self
+            .app()
+            .state(|s, _| s.queue_raw_message(scale_set_id, message))?)
+    }
+
     /// Deletes a scale set as if someone did it on GitHub's side; its
     /// runners, jobs and session go with it. Unknown ids are ignored.
     pub fn delete_scale_set(&self, id: i64) {

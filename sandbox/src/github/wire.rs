@@ -226,7 +226,7 @@ pub struct Session {
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub message_id: i64,
-    pub message_type: &'static str,
+    pub message_type: String,
     /// A JSON array of [`JobMessage`], encoded as a string.
     pub body: String,
     pub statistics: Statistics,

@@ -309,3 +309,46 @@ async fn an_acquired_job_nobody_starts_is_requeued_three_times() {
     );
     assert_eq!(snapshot.scale_sets[0].statistics.total_assigned_jobs, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_message_body_is_delivered_verbatim_next_and_until_acknowledged() {
+    let (github, _service, id, session) = session_for(long_poll(100)).await;
+    let job = github.queue_job(id, NewJob::default());
+    let control = Control::of(&github, &client());
+    let raw = r#"[{"messageType":"JobStarted","runnerRequestId":7,"runnerName":null}]"#;
+    let (status, error) = control
+        .post(
+            &format!("scalesets/{id}/messages"),
+            Some(json!({"body": raw})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{error}");
+    // The handle's helper queues one too; unknown scale sets are refused.
+    github.queue_raw_message(id, "not json").expect("queued");
+    assert!(github.queue_raw_message(id + 1000, "[]").is_err());
+    let (status, _) = control
+        .post(
+            &format!("scalesets/{}/messages", id + 1000),
+            Some(json!({"body": "[]"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, first) = session.poll(0).await;
+    assert_eq!(first["messageType"], "RunnerScaleSetJobMessages");
+    assert_eq!(first["body"], raw, "verbatim");
+    let (_, again) = session.poll(0).await;
+    assert_eq!(message_id(&again), message_id(&first), "redelivered");
+    assert_eq!(
+        session.ack(message_id(&first)).await,
+        StatusCode::NO_CONTENT
+    );
+    let (_, second) = session.poll(message_id(&first)).await;
+    assert_eq!(second["body"], "not json");
+    let (_, third) = session.poll(message_id(&second)).await;
+    assert!(message_id(&third) > message_id(&second));
+    assert_eq!(
+        kinds(&job_messages(&third)),
+        vec![("JobAvailable".to_string(), job.runner_request_id)]
+    );
+}

@@ -99,8 +99,66 @@ fn decoding_messages() {
 
     let broken = br#"{"messageId":5,"messageType":"RunnerScaleSetJobMessages","body":"[{"}"#;
     let error = decode_message("poll", broken).unwrap_err();
-    assert_eq!(error.metric_label(), "decode");
-    assert!(error.to_string().contains("body of message 5"), "{error}");
+    assert_eq!(error.metric_label(), "undecodable_message");
+    assert!(
+        matches!(&error, Error::UndecodableMessage { message_id: 5, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("message 5"), "{error}");
+}
+
+#[test]
+fn nulls_in_the_envelope_read_as_absent() {
+    let body = br#"{"messageId":6,"messageType":"RunnerScaleSetJobMessages","body":null,
+        "statistics":null}"#;
+    let message = decode_message("poll", body).unwrap();
+    assert_eq!(
+        (message.message_id, message.statistics, message.jobs.len()),
+        (6, None, 0)
+    );
+    let body = br#"{"messageId":6,"messageType":"RunnerScaleSetJobMessages","body":"[]",
+        "statistics":{"totalAssignedJobs":2,"totalBusyRunners":null}}"#;
+    let message = decode_message("poll", body).unwrap();
+    assert_eq!(message.statistics.unwrap().total_assigned_jobs, 2);
+    // Statistics that do not decode are absent: the listener keeps the last.
+    let body = br#"{"messageId":6,"messageType":"RunnerScaleSetJobMessages","body":"[]",
+        "statistics":{"totalAssignedJobs":"2"}}"#;
+    assert_eq!(decode_message("poll", body).unwrap().statistics, None);
+}
+
+#[test]
+fn what_cannot_be_read_is_typed_by_whether_the_message_id_is_known() {
+    // (body, message id of an UndecodableMessage, or None: no id to skip)
+    let cases: [(&[u8], Option<i64>); 8] = [
+        (b"", None),
+        (b"not json", None),
+        (b"[1,2]", None),
+        (
+            br#"{"messageType":"RunnerScaleSetJobMessages","body":"[]"}"#,
+            None,
+        ),
+        (
+            br#"{"messageId":"8","messageType":"RunnerScaleSetJobMessages"}"#,
+            None,
+        ),
+        (br#"{"messageId":8,"body":"[]"}"#, Some(8)),
+        (
+            br#"{"messageId":8,"messageType":"RunnerScaleSetJobMessages","body":[]}"#,
+            Some(8),
+        ),
+        (
+            br#"{"messageId":8,"messageType":"RunnerScaleSetJobMessages","body":"{}"}"#,
+            Some(8),
+        ),
+    ];
+    for (body, id) in cases {
+        let error = decode_message("poll", body).unwrap_err();
+        match (id, &error) {
+            (Some(id), Error::UndecodableMessage { message_id, .. }) => assert_eq!(*message_id, id),
+            (None, Error::Decode { .. } | Error::Protocol { .. }) => {}
+            _ => panic!("{}: {error:?}", String::from_utf8_lossy(body)),
+        }
+    }
 }
 
 fn session(token: &str, base: &str) -> serde_json::Value {

@@ -342,24 +342,174 @@ fn message_body_edge_cases() {
     assert!(JobMessage::decode_body("[]").unwrap().is_empty());
     // The body is a string holding an array, not the array itself.
     assert!(JobMessage::decode_body(r#"{"messageType":"JobAvailable"}"#).is_err());
-    // A known type missing its required fields is an error, not a skip.
+    // A known type missing a required field is one undecodable element,
+    // not an error for the whole body.
+    let jobs = JobMessage::decode_body(r#"[{"messageType":"JobAvailable"}]"#).unwrap();
     assert!(
-        JobMessage::decode_body(r#"[{"messageType":"JobStarted","runnerRequestId":1}]"#).is_err()
+        matches!(&jobs[..], [JobMessage::Undecodable(UndecodableJob { message_type: Some(t), runner_request_id: None, error })]
+            if t == "JobAvailable" && error.contains("runnerRequestId")),
+        "{jobs:?}"
+    );
+    // The reference client reads a missing runnerId as 0.
+    let jobs =
+        JobMessage::decode_body(r#"[{"messageType":"JobStarted","runnerRequestId":1}]"#).unwrap();
+    assert!(
+        matches!(&jobs[..], [JobMessage::Started(m)] if m.runner_id == 0 && m.runner_name.is_empty()),
+        "{jobs:?}"
     );
 }
 
 #[test]
 fn service_timestamps() {
-    // The service writes .NET timestamps with 7 fractional digits, and Go's
-    // zero time for "not yet".
+    // The service writes .NET timestamps with 7 fractional digits, with or
+    // without an offset, and Go's (or .NET's) zero time for "not yet".
     let json = r#"{"messageType":"JobCompleted","runnerRequestId":1,
-        "queueTime":"2024-05-01T12:00:00.1234567Z","finishTime":"0001-01-01T00:00:00Z"}"#;
+        "queueTime":"2024-05-01T12:00:00.1234567Z","finishTime":"0001-01-01T00:00:00Z",
+        "scaleSetAssignTime":"2024-05-01T12:00:01.1234567","runnerAssignTime":"0001-01-01T00:00:00"}"#;
     let completed: JobCompleted = serde_json::from_str(json).unwrap();
     let queued = completed.base.queue_time.unwrap();
     assert_eq!(queued.timestamp_subsec_nanos(), 123_456_700);
+    assert_eq!(completed.base.finish_time, None);
+    assert_eq!(completed.base.runner_assign_time, None);
+    let assigned = completed.base.scale_set_assign_time.unwrap();
     assert_eq!(
-        completed.base.finish_time.unwrap().timestamp(),
-        -62_135_596_800
+        (assigned.timestamp(), assigned.timestamp_subsec_nanos()),
+        (at(12, 0, 1).timestamp(), 123_456_700)
+    );
+}
+
+#[test]
+fn timestamps_in_any_form_never_cost_the_element() {
+    let cases = [
+        ("2024-05-01T12:00:00Z", Some(at(12, 0, 0))),
+        ("2024-05-01T14:00:00+02:00", Some(at(12, 0, 0))),
+        ("2024-05-01T12:00:00", Some(at(12, 0, 0))),
+        ("2024-05-01T12:00:00.0000000", Some(at(12, 0, 0))),
+        (" 2024-05-01T12:00:00Z ", Some(at(12, 0, 0))),
+        ("0001-01-01T00:00:00Z", None),
+        ("0001-01-01T00:00:00.0000000+00:00", None),
+        ("yesterday", None),
+        ("2024-13-45T99:00:00Z", None),
+        ("", None),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(parse_service_time(text), expected, "{text:?}");
+        let element = serde_json::json!([{
+            "messageType": "JobAvailable", "runnerRequestId": 3, "queueTime": text,
+        }]);
+        let jobs = JobMessage::decode_body(&element.to_string()).unwrap();
+        assert!(
+            matches!(&jobs[..], [JobMessage::Available(m)] if m.base.queue_time == expected),
+            "{text:?}: {jobs:?}"
+        );
+    }
+    // Not a string at all.
+    for odd in [
+        serde_json::json!(17),
+        serde_json::json!({"t": 1}),
+        serde_json::json!(true),
+    ] {
+        let element = serde_json::json!([{
+            "messageType": "JobAssigned", "runnerRequestId": 3, "finishTime": odd,
+        }]);
+        let jobs = JobMessage::decode_body(&element.to_string()).unwrap();
+        assert!(
+            matches!(&jobs[..], [JobMessage::Assigned(m)] if m.base.finish_time.is_none()),
+            "{odd}: {jobs:?}"
+        );
+    }
+}
+
+/// Every field of every job message type as the real service may send it:
+/// `null`. Required ones aside, each reads as absent and the element
+/// decodes; on main a `null` in a `String` field failed the whole body.
+#[test]
+fn null_in_every_optional_field_reads_as_absent() {
+    const OPTIONAL: [&str; 17] = [
+        "acquireJobUrl",
+        "repositoryName",
+        "ownerName",
+        "jobId",
+        "jobWorkflowRef",
+        "jobDisplayName",
+        "workflowRunId",
+        "eventName",
+        "requestLabels",
+        "queueTime",
+        "scaleSetAssignTime",
+        "runnerAssignTime",
+        "finishTime",
+        "result",
+        "runnerId",
+        "runnerName",
+        "statistics",
+    ];
+    for message_type in ["JobAvailable", "JobAssigned", "JobStarted", "JobCompleted"] {
+        let mut element = serde_json::Map::new();
+        element.insert("messageType".into(), message_type.into());
+        element.insert("runnerRequestId".into(), 11.into());
+        for field in OPTIONAL {
+            element.insert(field.into(), Value::Null);
+        }
+        let body = Value::Array(vec![
+            Value::Object(element),
+            serde_json::json!({"messageType": "JobAvailable", "runnerRequestId": 12,
+                "requestLabels": [null, "linux"]}),
+        ])
+        .to_string();
+        let jobs = JobMessage::decode_body(&body).unwrap();
+        assert_eq!(jobs.len(), 2, "{message_type}");
+        let base = jobs[0]
+            .base()
+            .unwrap_or_else(|| panic!("{message_type}: {:?}", jobs[0]));
+        assert_eq!(
+            (base.message_type.as_str(), base.runner_request_id),
+            (message_type, 11)
+        );
+        assert_eq!(base.job_id, "");
+        assert_eq!(base.queue_time, None);
+        assert!(
+            matches!(&jobs[1], JobMessage::Available(m) if m.base.request_labels == ["linux"]),
+            "{:?}",
+            jobs[1]
+        );
+    }
+}
+
+#[test]
+fn one_bad_element_among_fifty_costs_only_itself() {
+    let mut elements: Vec<Value> = (0..50)
+        .map(|id| serde_json::json!({"messageType": "JobAvailable", "runnerRequestId": id}))
+        .collect();
+    // Its id is a string, its type is not a string, it is not an object.
+    elements[7] = serde_json::json!({"messageType": "JobAvailable", "runnerRequestId": "7"});
+    elements[20] = serde_json::json!({"messageType": 5, "runnerRequestId": 20});
+    elements[33] = serde_json::json!("JobAvailable");
+    // A wrong type in a field nothing acts on reads as absent.
+    elements[40] = serde_json::json!({"messageType": "JobStarted", "runnerRequestId": 40,
+        "runnerName": "r-40", "jobDisplayName": 5, "requestLabels": "linux", "workflowRunId": "x"});
+    let jobs = JobMessage::decode_body(&Value::Array(elements).to_string()).unwrap();
+    assert_eq!(jobs.len(), 50);
+    let bad: Vec<(usize, Option<&str>, Option<i64>)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, job)| match job {
+            JobMessage::Undecodable(u) => Some((i, u.message_type.as_deref(), u.runner_request_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            (7, Some("JobAvailable"), None),
+            (20, None, Some(20)),
+            (33, None, None)
+        ]
+    );
+    assert!(
+        matches!(&jobs[40], JobMessage::Started(m) if m.runner_name == "r-40" && m.base.job_display_name.is_empty() && m.base.request_labels.is_empty()),
+        "{:?}",
+        jobs[40]
     );
 }
 

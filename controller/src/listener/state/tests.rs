@@ -459,6 +459,14 @@ fn recovery_per_error() {
             Recovery::SkipMessage(12),
         ),
         (
+            Error::UndecodableMessage {
+                operation: "op".into(),
+                message_id: 13,
+                problem: "the body is not a JSON array".into(),
+            },
+            Recovery::Undecodable(13),
+        ),
+        (
             Error::RateLimited {
                 operation: "op".into(),
                 status: 429,
@@ -525,4 +533,98 @@ fn recovery_per_error() {
     for (error, expected) in cases {
         assert_eq!(recovery(&error), expected, "{error:?}");
     }
+}
+
+#[test]
+fn message_tries_count_per_message_id() {
+    // (message id, expected tries, skip?) in order, bound 3.
+    let steps = [
+        (5, 1, false),
+        (5, 2, false),
+        // Another message: its own count.
+        (6, 1, false),
+        (6, 2, false),
+        (6, 3, true),
+        (6, 4, true),
+        (5, 1, false),
+    ];
+    let mut tries = MessageTries::default();
+    for (i, (id, expected, skip)) in steps.into_iter().enumerate() {
+        assert_eq!(tries.failed(id, 3), (expected, skip), "step {i}");
+    }
+    tries.clear();
+    assert_eq!(tries.failed(5, 3), (1, false));
+    // A bound of 0 or 1 skips at the first failure.
+    assert_eq!(MessageTries::default().failed(1, 0), (1, true));
+    assert_eq!(MessageTries::default().failed(1, 1), (1, true));
+}
+
+#[test]
+fn an_undecodable_element_is_reported_and_the_rest_is_handled() {
+    let mut tracker = Tracker::new(limits(0, Some(10)));
+    let bad = json!({"messageType": "JobAvailable", "runnerRequestId": "3"});
+    let handling = tracker.on_message(&message(
+        1,
+        Some(stats(2)),
+        &[available(1), bad, started(2, "r-2")],
+    ));
+    assert_eq!(handling.acquire, [1]);
+    assert_eq!(handling.started, names(&["r-2"]));
+    assert_eq!(handling.undecodable.len(), 1);
+    assert_eq!(
+        handling.undecodable[0].message_type.as_deref(),
+        Some("JobAvailable")
+    );
+    assert_eq!(tracker.demand().desired, 2);
+}
+
+#[test]
+fn busy_runners_are_bounded_when_completions_are_lost() {
+    assert_eq!(busy_memory(limits(0, None)), BUSY_MEMORY);
+    assert_eq!(busy_memory(limits(0, Some(3))), BUSY_MEMORY_MIN);
+    assert_eq!(busy_memory(limits(0, Some(1000))), 2000);
+    assert_eq!(
+        busy_memory(limits(0, Some(u32::MAX))),
+        2 * u32::MAX as usize
+    );
+
+    let mut tracker = Tracker::new(limits(0, Some(3)));
+    // Every JobStarted's JobCompleted is lost.
+    let total = BUSY_MEMORY_MIN as i64 + 100;
+    for id in 0..total {
+        tracker.on_message(&message(id + 1, None, &[started(id, &format!("r-{id}"))]));
+    }
+    let busy = &tracker.demand().busy;
+    assert_eq!(busy.len(), BUSY_MEMORY_MIN);
+    // The oldest went first.
+    assert!(!busy.contains_key("r-0"));
+    assert!(!busy.contains_key("r-99"));
+    assert!(busy.contains_key("r-100"));
+    assert!(busy.contains_key(&format!("r-{}", total - 1)));
+    // A completion still frees its slot, and its order entry with it.
+    tracker.on_message(&message(
+        total + 1,
+        None,
+        &[completed(total - 1, &format!("r-{}", total - 1))],
+    ));
+    assert_eq!(tracker.demand().busy.len(), BUSY_MEMORY_MIN - 1);
+    assert_eq!(tracker.busy_order.len(), BUSY_MEMORY_MIN - 1);
+}
+
+#[test]
+fn skipped_messages_are_kept_bounded_and_counted() {
+    let mut tracker = Tracker::new(limits(0, None));
+    let generation = tracker.demand().generation;
+    for id in 0..(SKIPPED_MEMORY as i64 + 4) {
+        tracker.on_skipped(SkippedMessage {
+            message_id: id,
+            tries: 5,
+            reason: "bad".into(),
+        });
+    }
+    let demand = tracker.demand();
+    assert_eq!(demand.skipped_total, SKIPPED_MEMORY as u64 + 4);
+    assert_eq!(demand.skipped.len(), SKIPPED_MEMORY);
+    assert_eq!(demand.skipped[0].message_id, 4);
+    assert!(demand.generation > generation, "the reconciler is woken");
 }

@@ -201,11 +201,17 @@ fn message(delivery: Delivery, actions_url: &str, scale_set_id: i64) -> Reply<Js
     let acquire_job_url = format!(
         "{actions_url}_apis/runtime/runnerscalesets/{scale_set_id}/acquirejobs?api-version=6.0-preview"
     );
-    let body = messages::render_body(&delivery.events, &acquire_job_url)
-        .map_err(ActionsError::internal)?;
+    let (message_type, body) = match delivery.raw {
+        Some(raw) => (raw.message_type, raw.body),
+        None => (
+            MESSAGE_TYPE.to_string(),
+            messages::render_body(&delivery.events, &acquire_job_url)
+                .map_err(ActionsError::internal)?,
+        ),
+    };
     Ok(Json(wire::Message {
         message_id: delivery.message_id,
-        message_type: MESSAGE_TYPE,
+        message_type,
         body,
         statistics: statistics(&delivery.statistics),
     }))

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Delivery, Phase, ScaleSet, Session, SessionView, State, StateError};
-use crate::github::messages::EventKind;
+use crate::github::messages::{EventKind, RawMessage};
 
 impl State {
     pub(super) fn session_view(&self, set: &ScaleSet) -> Option<SessionView> {
@@ -148,11 +148,28 @@ impl State {
             .get_mut(&scale_set_id)
             .ok_or(StateError::ScaleSetNotFound(scale_set_id))?;
         let next = set.queue.next(last_message_id, &mut self.next_message_id);
+        let raw = set.queue.raw_in_flight().cloned();
         Ok(next.map(|(message_id, events)| Delivery {
             message_id,
             events,
             statistics,
+            raw,
         }))
+    }
+
+    /// Queues a message written by hand; see `messages::RawMessage`.
+    pub fn queue_raw_message(
+        &mut self,
+        scale_set_id: i64,
+        message: RawMessage,
+    ) -> Result<(), StateError> {
+        self.scale_sets
+            .get_mut(&scale_set_id)
+            .ok_or(StateError::ScaleSetNotFound(scale_set_id))?
+            .queue
+            .push_raw(message);
+        self.changed();
+        Ok(())
     }
 
     pub fn acknowledge(

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::RunnerSettings;
-use crate::github::messages::JobEvent;
+use crate::github::messages::{JobEvent, RawMessage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -126,4 +126,6 @@ pub struct Delivery {
     pub message_id: i64,
     pub events: Vec<JobEvent>,
     pub statistics: Statistics,
+    /// Set when the message is a test's raw message: send it, not `events`.
+    pub raw: Option<RawMessage>,
 }
