@@ -16,6 +16,7 @@ pub mod demo;
 pub mod fake_kubelet;
 pub mod github;
 pub mod helm;
+pub mod http_proxy;
 pub mod kubelet;
 pub mod names;
 pub mod paths;

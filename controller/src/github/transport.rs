@@ -54,12 +54,34 @@ pub enum ProxyConfig {
 }
 
 /// ARC's `proxy` value: `http.url`, `https.url`, `noProxy`. Credentials go in
-/// the URL's user-info, percent-encoded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// the URL's user-info, percent-encoded (its `Debug` hides them).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProxySettings {
     pub http_url: Option<String>,
     pub https_url: Option<String>,
     pub no_proxy: Vec<String>,
+}
+
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |url: &Option<String>| url.as_deref().map(without_user_info);
+        f.debug_struct("ProxySettings")
+            .field("http_url", &hidden(&self.http_url))
+            .field("https_url", &hidden(&self.https_url))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// `scheme://***@host:port/` for a URL with user-info; others unchanged.
+fn without_user_info(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{tail}"),
+        None => url.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone)]

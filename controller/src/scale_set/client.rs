@@ -1,6 +1,7 @@
 //! The GitHub client of one `RunnerScaleSet`: credentials from its
-//! `githubConfigSecret`, the URL from `githubConfigUrl`, and the CA bundle
-//! `githubServerTLS` names, each error naming the setting to fix.
+//! `githubConfigSecret`, the URL from `githubConfigUrl`, the CA bundle
+//! `githubServerTLS` names, and the `proxy` with its credential Secrets,
+//! each error naming the setting to fix.
 
 use std::collections::BTreeMap;
 
@@ -8,9 +9,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
 use super::Owner;
+use super::proxy::{self, ProxyError};
 use super::supervisor::{SupervisorError, SupervisorOptions};
 use crate::crd::RunnerScaleSet;
-use crate::github::{ActionsClient, Credentials, GitHubConfig};
+use crate::github::{ActionsClient, Credentials, GitHubConfig, ProxyConfig, ProxySettings};
 
 pub(crate) async fn github_client(
     kube: &Client,
@@ -48,6 +50,11 @@ pub(crate) async fn github_client(
     let mut options = opts.github.clone();
     if let Some(pem) = server_ca(kube, rss, owner).await? {
         options.transport.extra_root_ca_pem = Some(pem);
+    }
+    // With `proxy` set, it alone decides: the controller's environment
+    // (https_proxy, no_proxy) is not consulted.
+    if let Some(settings) = proxy_settings(kube, rss, owner).await? {
+        options.transport.proxy = ProxyConfig::Explicit(settings);
     }
     ActionsClient::new(config, credentials, options).map_err(|source| SupervisorError::Client {
         url: rss.spec.github_config_url.clone(),
@@ -96,4 +103,41 @@ async fn server_ca(
         })
         .ok_or_else(|| error("the key is missing".into()))?;
     Ok(Some(pem))
+}
+
+/// `spec.proxy` with the credentials of its `credentialSecretRef` Secrets,
+/// read now: a changed Secret applies when the supervisor next starts.
+async fn proxy_settings(
+    kube: &Client,
+    rss: &RunnerScaleSet,
+    owner: &Owner,
+) -> Result<Option<ProxySettings>, SupervisorError> {
+    let Some(spec) = &rss.spec.proxy else {
+        return Ok(None);
+    };
+    let secrets: Api<Secret> = Api::namespaced(kube.clone(), &owner.namespace);
+    let mut read = BTreeMap::new();
+    for (scheme, name) in proxy::credential_refs(spec) {
+        if read.contains_key(name) {
+            continue;
+        }
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| ProxyError::ReadSecret {
+                field: scheme.credentials_field(),
+                namespace: owner.namespace.clone(),
+                secret: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let data = secret.map(|s| {
+            s.data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect()
+        });
+        read.insert(name.to_owned(), data);
+    }
+    Ok(Some(proxy::proxy_settings(spec, &owner.namespace, &read)?))
 }

@@ -15,6 +15,7 @@ pub mod client;
 mod events;
 mod gauges;
 pub mod github;
+pub mod proxy;
 mod summary;
 pub mod supervisor;
 

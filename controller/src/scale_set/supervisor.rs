@@ -168,6 +168,9 @@ pub enum SupervisorError {
     #[error(transparent)]
     GitHubConfigUrl(#[from] ConfigError),
 
+    #[error(transparent)]
+    Proxy(#[from] super::proxy::ProxyError),
+
     #[error("building the GitHub client for githubConfigUrl {url:?}: {source}")]
     Client {
         url: String,
@@ -211,6 +214,7 @@ impl SupervisorError {
             SupervisorError::Credentials { .. } => "credentials",
             SupervisorError::ServerTls { .. } => "github_server_tls",
             SupervisorError::GitHubConfigUrl(_) => "github_config_url",
+            SupervisorError::Proxy(_) => "proxy",
             SupervisorError::Client { .. } => "client",
             SupervisorError::ScaleSet(e) => e.metric_label(),
             SupervisorError::Status { .. } => "status",
