@@ -449,7 +449,7 @@ pub fn validate(spec: &RunnerScaleSetSpec) -> Result<(), Vec<SpecError>> {
             {
                 errors.push(SpecError::ProxyUrl {
                     field,
-                    url: server.url.clone(),
+                    url: crate::github::config::redact_userinfo(&server.url),
                     reason: e.to_string(),
                 });
             }

@@ -609,3 +609,98 @@ async fn a_scale_set_deleted_with_its_credentials_still_drains_and_deletes_on_gi
     controller.assert_alive();
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_too_long_for_labels_and_a_url_with_credentials_get_ready_false_and_the_token_shows_nowhere()
+ {
+    const TOKEN: &str = "ghp_n0tRealButSecretT0ken42";
+    let s = Setup::new("proc-names", 0, 3).await;
+    let mut controller = Controller::start(&s.ns, "names.log");
+    let api: Api<RunnerScaleSet> = s.ns.api();
+
+    // 64 characters: every runner pod's scale-set label would be refused.
+    let long = format!("proc-{}", "n".repeat(59));
+    let mut spec = common::scale_set_spec(&s.fake, SECRET, 1, Some(3));
+    spec.runner_scale_set_name = Some("proc-long".into());
+    api.create(&PostParams::default(), &RunnerScaleSet::new(&long, spec))
+        .await
+        .unwrap();
+    // Credentials in githubConfigUrl.
+    let mut spec = common::scale_set_spec(&s.fake, SECRET, 0, Some(3));
+    spec.github_config_url =
+        spec.github_config_url
+            .replacen("://", &format!("://runway:{TOKEN}@"), 1);
+    api.create(
+        &PostParams::default(),
+        &RunnerScaleSet::new("proc-creds", spec),
+    )
+    .await
+    .unwrap();
+
+    let ready_false = |name: String| {
+        let api = api.clone();
+        async move {
+            wait::until(&format!("Ready=False on {name}"), WAIT, || async {
+                let object = api.get_opt(&name).await.ok()??;
+                let ready = object
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == CONDITION_READY && c.status == "False")?;
+                Some((ready.reason, ready.message))
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let (reason, message) = ready_false(long.clone()).await;
+    assert_eq!(reason, "NameTooLong", "{message}");
+    for part in ["metadata.name", "64 characters", "at most 63"] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    assert!(
+        !s.fake
+            .snapshot()
+            .scale_sets
+            .iter()
+            .any(|x| x.name == "proc-long"),
+        "nothing made on GitHub"
+    );
+    let (reason, message) = ready_false("proc-creds".into()).await;
+    assert_eq!(reason, "InvalidSpec", "{message}");
+    assert!(
+        message.contains("githubConfigUrl") && message.contains("must not carry credentials"),
+        "{message}"
+    );
+    assert!(message.contains("://***@127.0.0.1"), "{message}");
+    assert!(!message.contains(TOKEN), "{message}");
+
+    // The Warning Event says the same, without the token.
+    let events: Api<k8s_openapi::api::core::v1::Event> = s.ns.api();
+    let notes = wait::until("the InvalidSpec Event", WAIT, || async {
+        let notes: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("InvalidSpec"))
+            .filter_map(|e| e.message)
+            .collect();
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await
+    .unwrap();
+    assert!(notes.iter().all(|n| n.contains("***@")), "{notes:?}");
+    let all_events =
+        serde_json::to_string(&events.list(&ListParams::default()).await.unwrap()).unwrap();
+    assert!(!all_events.contains(TOKEN), "an Event shows the token");
+    let all_objects = serde_json::to_string(&api.get("proc-creds").await.unwrap().status).unwrap();
+    assert!(!all_objects.contains(TOKEN), "the status shows the token");
+    let log = std::fs::read_to_string(&controller.log).unwrap();
+    assert!(log.contains("://***@127.0.0.1"), "the failure is logged");
+    assert!(!log.contains(TOKEN), "the log shows the token");
+
+    controller.assert_alive();
+    controller.stop().await;
+}

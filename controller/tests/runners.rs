@@ -8,13 +8,18 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, ResourceQuota, ResourceQuotaSpec, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Pod, ResourceQuota, ResourceQuotaSpec, Secret, ServiceAccount,
+};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use runway_controller::crd::{RunnerScaleSet, RunnerScaleSetSpec};
 use runway_controller::github::ActionsClient;
+use runway_controller::runner::cleanup::retire_runners;
 use runway_controller::runner::reconcile::{
     CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, Context, Outcome, ReconcileError, Settings,
     reconcile_runners,
@@ -608,4 +613,194 @@ async fn taken_runner_name_is_looked_up_and_a_new_name_tried() {
     assert_eq!(out.github.runner_removals, 0);
     assert_eq!(s.registered(), names(&out.created));
     assert_eq!(out.kube.total(), 2);
+}
+
+/// A pod with the scale set's labels that the scale set does not own:
+/// `owner` is a ConfigMap made to own it (the real garbage collector
+/// deletes a pod whose owner does not exist), `None` for no owner at all.
+async fn labelled_pod(s: &Setup, name: &str, owner: Option<&str>) {
+    let owner_references = match owner {
+        Some(config_map) => {
+            let config_maps: Api<ConfigMap> = s.ns.api();
+            let made = config_maps
+                .create(
+                    &PostParams::default(),
+                    &ConfigMap {
+                        metadata: ObjectMeta {
+                            name: Some(config_map.into()),
+                            ..ObjectMeta::default()
+                        },
+                        ..ConfigMap::default()
+                    },
+                )
+                .await
+                .unwrap();
+            vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: config_map.into(),
+                uid: made.metadata.uid.unwrap(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]
+        }
+        None => vec![],
+    };
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "labels": {
+                SCALE_SET_LABEL: s.rss.metadata.name.as_deref().unwrap(),
+                "app.kubernetes.io/managed-by": "runway",
+            },
+            "ownerReferences": owner_references,
+        },
+        "spec": { "containers": [{ "name": "runner", "image": "busybox" }] }
+    }))
+    .unwrap();
+    s.pods().create(&PostParams::default(), &pod).await.unwrap();
+    s.running(name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_labelled_like_a_runner_but_not_owned_is_neither_counted_nor_deleted() {
+    let s = setup("owned", 1, Some(3)).await;
+    labelled_pod(&s, "foreign-bare", None).await;
+    labelled_pod(&s, "foreign-owned", Some("someone-else")).await;
+
+    // Two idle "runners" by label, one wanted: the scaler must not see them.
+    let out = s.reconcile(&Demand::desired(1)).await;
+    assert!(out.deleted.is_empty(), "{out:?}");
+    assert_eq!(out.created.len(), 1, "{out:?}");
+    assert_eq!(out.github.runner_lookups + out.github.runner_removals, 0);
+    let ours = out.created[0].clone();
+    assert_eq!(
+        s.ctx.remembered().foreign_pods,
+        BTreeSet::from(["foreign-bare".to_string(), "foreign-owned".to_string()])
+    );
+
+    // The deletion's cleanup takes its own runner apart, and only it.
+    let cleanup = retire_runners(&s.ctx, &s.rss).await.expect("cleanup");
+    assert!(cleanup.outcome.errors.is_empty(), "{:?}", cleanup.outcome);
+    assert_eq!(cleanup.outcome.deleted, [ours.as_str()]);
+    assert!(cleanup.is_done(), "foreign pods are not left-overs");
+    s.wait_pod_gone(&ours).await;
+    for name in ["foreign-bare", "foreign-owned"] {
+        let pod = s.pods().get(name).await.unwrap();
+        assert!(pod.metadata.deletion_timestamp.is_none(), "{name} kept");
+    }
+}
+
+/// A client with the controller chart's rules in this namespace (and not
+/// one more: no `list` on Secrets).
+async fn controller_client(ns: &TestNamespace) -> kube::Client {
+    const RULES: &[(&str, &str, &[&str])] = &[
+        ("", "pods", &["list", "watch", "create", "patch", "delete"]),
+        ("", "secrets", &["get", "create"]),
+        ("", "serviceaccounts", &["get"]),
+        ("", "configmaps", &["get"]),
+        ("events.k8s.io", "events", &["create", "patch"]),
+    ];
+    let name = "runway-controller";
+    let meta = || ObjectMeta {
+        name: Some(name.into()),
+        ..ObjectMeta::default()
+    };
+    ns.api::<ServiceAccount>()
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta(),
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+    let rules = RULES
+        .iter()
+        .map(|(group, resource, verbs)| PolicyRule {
+            api_groups: Some(vec![group.to_string()]),
+            resources: Some(vec![resource.to_string()]),
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..PolicyRule::default()
+        })
+        .collect();
+    ns.api::<Role>()
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: meta(),
+                rules: Some(rules),
+            },
+        )
+        .await
+        .unwrap();
+    ns.api::<RoleBinding>()
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: meta(),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: name.into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: name.into(),
+                    namespace: Some(ns.name().into()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await
+        .unwrap();
+    let client = ns.service_account_client(name).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns.name());
+    wait::until("the controller's Role to apply", WAIT, || async {
+        secrets.get_opt("none").await.ok().map(|_| ())
+    })
+    .await
+    .unwrap();
+    assert!(
+        secrets.list(&ListParams::default()).await.is_err(),
+        "no list on Secrets"
+    );
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_pod_left_without_its_secret_is_taken_apart_with_get_only_on_secrets() {
+    let s = setup("half", 1, Some(3)).await;
+    let first = s.reconcile(&Demand::desired(1)).await;
+    let half = first.created[0].clone();
+    // A crash between the two creates: the pod without its JIT Secret.
+    let secrets: Api<Secret> = s.ns.api();
+    secrets
+        .delete(&jit_secret_name(&half), &DeleteParams::default())
+        .await
+        .unwrap();
+    s.wait_secret_gone(&half).await;
+
+    // The next process, with the controller's rules only, finds it.
+    let client = controller_client(&s.ns).await;
+    let restarted = Context::new(client.clone(), s.client.clone(), settings());
+    let out = reconcile_runners(&restarted, &s.rss, &Demand::desired(1))
+        .await
+        .expect("reconcile without list on Secrets");
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.deleted, [half.as_str()]);
+    assert_eq!(out.created.len(), 1, "{out:?}");
+    let whole = out.created[0].clone();
+    s.wait_pod_gone(&half).await;
+    assert_eq!(s.registered(), BTreeSet::from([whole.clone()]));
+
+    // A runner with its Secret is left alone by the check.
+    let again = Context::new(client, s.client.clone(), settings());
+    let out = reconcile_runners(&again, &s.rss, &Demand::desired(1))
+        .await
+        .expect("reconcile");
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.deleted.is_empty() && out.created.is_empty(), "{out:?}");
+    assert_eq!(s.pod_names().await, BTreeSet::from([whole]));
 }

@@ -24,9 +24,10 @@ const CONTROLLER_RULES: &[(&str, &str, &[&str])] = &[
     // runner reconciler: watcher and list by label, create, delete, and JSON
     // patches (finalizer removal, busy annotation).
     ("", "pods", &["list", "watch", "create", "patch", "delete"]),
-    // GitHub credentials Secret (get), JIT config Secret (create), orphan
-    // check (list_metadata).
-    ("", "secrets", &["get", "list", "create"]),
+    // GitHub credentials Secret (get), JIT config Secret (create; the
+    // half-made runner check gets it by name). No list: it would show the
+    // controller every Secret.
+    ("", "secrets", &["get", "create"]),
     // the runner's ServiceAccount (IRSA annotation check).
     ("", "serviceaccounts", &["get"]),
     // githubServerTLS certificate ConfigMap.

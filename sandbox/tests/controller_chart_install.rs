@@ -261,7 +261,7 @@ async fn installs_grants_least_privilege_runs_upgrades_and_uninstalls() {
         secrets.create(&PostParams::default(), &secret).await,
     );
     assert_allowed("get a secret", secrets.get("rbac-probe").await);
-    assert_allowed("list secrets", secrets.list(&ListParams::default()).await);
+    assert_forbidden("list secrets", secrets.list(&ListParams::default()).await);
     assert_forbidden(
         "delete a secret",
         secrets.delete("rbac-probe", &DeleteParams::default()).await,
@@ -673,10 +673,22 @@ async fn all_namespaces_install_grants_the_same_rules_cluster_wide_and_uninstall
         .service_account_client(system.name(), &fullname)
         .await
         .expect("a client for the chart's ServiceAccount");
-    assert_allowed(
+    assert_forbidden(
         "list secrets in any namespace",
         Api::<Secret>::namespaced(sa.clone(), other.name())
             .list(&ListParams::default())
+            .await,
+    );
+    assert_forbidden(
+        "list secrets in all namespaces",
+        Api::<Secret>::all(sa.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    assert_allowed(
+        "get a secret in any namespace",
+        Api::<Secret>::namespaced(sa.clone(), other.name())
+            .get_opt("any")
             .await,
     );
     assert_allowed(

@@ -66,7 +66,7 @@ API calls in controller/src (sandbox/tests/charts.rs holds the same table).
   verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "create"]
+  verbs: ["get", "create"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get"]

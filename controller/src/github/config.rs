@@ -77,15 +77,18 @@ pub enum ConfigError {
 
 impl GitHubConfig {
     /// Parses a `githubConfigUrl` as written in the scale set's values.
+    /// Errors quote the input with any credentials in it masked: they end
+    /// up in status conditions, Events and logs.
     pub fn parse(input: &str) -> Result<Self, ConfigError> {
+        let shown = redact_userinfo(input);
         let invalid = |problem| ConfigError::Invalid {
-            input: input.to_owned(),
+            input: shown.clone(),
             problem,
         };
         let trimmed = input.trim();
         let without_slash = trimmed.strip_suffix('/').unwrap_or(trimmed);
         let url = Url::parse(without_slash).map_err(|e| ConfigError::NotAUrl {
-            input: input.to_owned(),
+            input: shown.clone(),
             reason: e.to_string(),
         })?;
 
@@ -105,7 +108,7 @@ impl GitHubConfig {
             "https" => {}
             "http" if hosted => {
                 return Err(ConfigError::PlainHttpForHosted {
-                    input: input.to_owned(),
+                    input: shown.clone(),
                     host,
                 });
             }
@@ -173,6 +176,24 @@ impl FromStr for GitHubConfig {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+/// `input` with whatever precedes the last `@` of its authority replaced by
+/// `***` (`https://user:token@github.com/org` -> `https://***@github.com/org`),
+/// for quoting a URL that may carry credentials in errors and logs. Works on
+/// text, so that an unparsable URL is masked too: everything from the
+/// scheme's `://` to the last `@` goes, even an `@` in a path.
+pub fn redact_userinfo(input: &str) -> String {
+    let start = input.find("://").map_or(0, |i| i + "://".len());
+    let rest = input.get(start..).unwrap_or_default();
+    match rest.rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            input.get(..start).unwrap_or_default(),
+            rest.get(at..).unwrap_or_default()
+        ),
+        None => input.to_owned(),
     }
 }
 
@@ -356,6 +377,44 @@ mod tests {
                     && err.contains("https://<host>/enterprises/<enterprise>"),
                 "{input}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_never_quoted() {
+        let cases = [
+            (
+                "https://user:ghp_s3cret@ghes.example.com/my-org",
+                "https://***@ghes.example.com/my-org",
+            ),
+            (
+                "https://ghp_s3cret@github.com/my-org",
+                "https://***@github.com/my-org",
+            ),
+            (
+                "http://x:ghp_s3cret@github.com/my-org",
+                "http://***@github.com/my-org",
+            ),
+            // Unparsable: an unencoded `/` or `@` in the password, no scheme.
+            (
+                "https://user:ghp_s3/cret@github.com/my-org",
+                "https://***@github.com/my-org",
+            ),
+            (
+                "https://user:ghp@s3cret@github.com/my-org",
+                "https://***@github.com/my-org",
+            ),
+            ("user:ghp_s3cret@github.com/my-org", "***@github.com/my-org"),
+            ("ftp://u:ghp_s3cret@host/my-org", "ftp://***@host/my-org"),
+        ];
+        for (input, shown) in cases {
+            assert_eq!(redact_userinfo(input), shown, "{input}");
+            let err = GitHubConfig::parse(input).expect_err(input).to_string();
+            assert!(!err.contains("s3cret") && !err.contains("s3/cret"), "{err}");
+            assert!(err.contains(shown), "{input}: {err}");
+        }
+        for plain in ["https://github.com/my-org", "not a url", ""] {
+            assert_eq!(redact_userinfo(plain), plain);
         }
     }
 

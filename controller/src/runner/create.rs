@@ -524,6 +524,7 @@ mod tests {
             rss: &rss,
             name: "my.set",
             namespace: "ns",
+            uid: "uid-1",
             scale_set_id: 7,
             pods: Api::namespaced(client, "ns"),
         };

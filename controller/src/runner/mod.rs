@@ -17,8 +17,8 @@ pub mod state;
 
 pub use demand::Demand;
 pub use pod::{
-    PodError, RunnerPod, SidecarSupport, busy_annotations, has_irsa, is_busy, is_outdated,
-    jit_secret, jit_secret_name, mark_busy, template_hash,
+    PodError, RunnerPod, SidecarSupport, busy_annotations, has_irsa, is_busy, is_controlled_by,
+    is_outdated, jit_secret, jit_secret_name, mark_busy, template_hash,
 };
 pub use reconcile::{Context, Outcome, ReconcileError, Settings, reconcile_runners};
 pub use registry::RunnerRegistry;
@@ -28,6 +28,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "runway";
 /// Label: the `RunnerScaleSet` object's name.
 pub const SCALE_SET_LABEL: &str = "actions.runway.dev/scale-set";
+/// The longest label value Kubernetes accepts (and so the longest
+/// `RunnerScaleSet` name, see [`SCALE_SET_LABEL`]).
+pub const MAX_LABEL_VALUE_LEN: usize = 63;
 /// Label: the runner's name on GitHub (also the pod's name).
 pub const RUNNER_NAME_LABEL: &str = "actions.runway.dev/runner-name";
 /// Annotation: the runner's id on GitHub, once known.

@@ -371,6 +371,17 @@ pub fn is_busy(pod: &Pod) -> bool {
     annotation(pod, BUSY_ANNOTATION) == Some("true")
 }
 
+/// Whether the object with `uid` is the pod's controller (its controlling
+/// ownerReference): only such pods are a scale set's runners. The scale-set
+/// label is a selector, not a claim: anyone can set it.
+pub fn is_controlled_by(pod: &Pod, uid: &str) -> bool {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
 fn annotation<'p>(pod: &'p Pod, key: &str) -> Option<&'p str> {
     pod.metadata
         .annotations

@@ -177,6 +177,47 @@ fn owner_is_the_scale_set() {
 }
 
 #[test]
+fn only_the_controlling_owner_makes_a_pod_ours() {
+    let built = build(&scale_set(false), SidecarSupport::Plain);
+    assert!(is_controlled_by(&built, "rss-uid-1"));
+    assert!(!is_controlled_by(&built, "rss-uid-2"), "another scale set");
+
+    let owner = |uid: &str, controller: Option<bool>| OwnerReference {
+        api_version: "actions.runway.dev/v1alpha1".into(),
+        kind: "RunnerScaleSet".into(),
+        name: "arm".into(),
+        uid: uid.into(),
+        controller,
+        block_owner_deletion: None,
+    };
+    let with = |owners: Option<Vec<OwnerReference>>| {
+        let mut pod = built.clone();
+        pod.metadata.owner_references = owners;
+        pod
+    };
+    for (owners, ours) in [
+        (None, false),
+        (Some(vec![]), false),
+        (Some(vec![owner("rss-uid-1", None)]), false),
+        (Some(vec![owner("rss-uid-1", Some(false))]), false),
+        (Some(vec![owner("other", Some(true))]), false),
+        (
+            Some(vec![
+                owner("other", Some(false)),
+                owner("rss-uid-1", Some(true)),
+            ]),
+            true,
+        ),
+    ] {
+        assert_eq!(
+            is_controlled_by(&with(owners.clone()), "rss-uid-1"),
+            ours,
+            "{owners:?}"
+        );
+    }
+}
+
+#[test]
 fn restart_never_and_service_account() {
     let mut rss = scale_set(false);
     rss.spec.template.spec.as_mut().unwrap().restart_policy = Some("Always".into());

@@ -37,7 +37,7 @@ pub use super::outcome::{
     CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls, KubeWrites, Outcome,
     ReconcileError, RunnerCondition,
 };
-use super::pod::{SidecarSupport, busy_annotations, is_busy};
+use super::pod::{SidecarSupport, busy_annotations, is_busy, is_controlled_by};
 use super::pod::{has_irsa, jit_secret_name};
 use super::registry::RunnerRegistry;
 use super::state::{Memory, has_registration_finalizer, pod_name, runner_id, runner_of, to_chrono};
@@ -309,6 +309,8 @@ pub(super) struct Pass<'a, R> {
     pub(super) rss: &'a RunnerScaleSet,
     pub(super) name: &'a str,
     pub(super) namespace: &'a str,
+    /// The scale set's uid: its runner pods' controlling owner.
+    pub(super) uid: &'a str,
     pub(super) scale_set_id: i64,
     pub(super) pods: Api<Pod>,
 }
@@ -333,6 +335,13 @@ impl<'a, R: RunnerRegistry> Pass<'a, R> {
             .ok_or(ReconcileError::NotStored {
                 field: "metadata.namespace",
             })?;
+        let uid = rss
+            .metadata
+            .uid
+            .as_deref()
+            .ok_or(ReconcileError::NotStored {
+                field: "metadata.uid",
+            })?;
         let scale_set_id = rss
             .status
             .as_ref()
@@ -346,6 +355,7 @@ impl<'a, R: RunnerRegistry> Pass<'a, R> {
             rss,
             name,
             namespace,
+            uid,
             scale_set_id,
             pods: Api::namespaced(ctx.kube.clone(), namespace),
         })
@@ -354,40 +364,53 @@ impl<'a, R: RunnerRegistry> Pass<'a, R> {
     /// Runner pods not yet started whose JIT Secret does not exist: a
     /// previous process stopped between creating the pod and its Secret.
     /// Such a pod never starts (its env comes from the Secret), so it would
-    /// hold a runner slot until the stuck-pending timeout.
+    /// hold a runner slot until the stuck-pending timeout. Each candidate's
+    /// own Secret is read by name: the controller needs no `list` on
+    /// Secrets, which would show it every Secret of the namespace.
     pub(super) async fn half_made(&self, pods: &[Pod]) -> Result<BTreeSet<String>, ReconcileError> {
-        let selector = format!("{SCALE_SET_LABEL}={}", self.name);
         let secrets: Api<Secret> = Api::namespaced(self.ctx.kube.clone(), self.namespace);
-        let existing: BTreeSet<String> = secrets
-            .list_metadata(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| {
-                ReconcileError::kube(format!("list secrets {selector} in {}", self.namespace), e)
-            })?
-            .items
-            .into_iter()
-            .filter_map(|s| s.metadata.name)
-            .collect();
-        Ok(pods
+        let mut half_made = BTreeSet::new();
+        for pod in pods
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none() && !has_started(p))
-            .map(pod_name)
-            .filter(|name| !existing.contains(&jit_secret_name(name)))
-            .map(str::to_owned)
-            .collect())
+        {
+            let name = pod_name(pod);
+            let secret = jit_secret_name(name);
+            let found = secrets.get_metadata_opt(&secret).await.map_err(|e| {
+                ReconcileError::kube(format!("get Secret {secret} in {}", self.namespace), e)
+            })?;
+            if found.is_none() {
+                half_made.insert(name.to_owned());
+            }
+        }
+        Ok(half_made)
     }
 
-    /// The scale set's runner pods.
+    /// The scale set's runner pods: those with its label that it controls
+    /// (ownerReference with its uid). A pod someone else labelled alike is
+    /// not a runner of ours: never counted, retired or deleted.
     pub(super) async fn list(&self) -> Result<Vec<Pod>, ReconcileError> {
         let selector = format!("{SCALE_SET_LABEL}={}", self.name);
-        Ok(self
+        let (ours, foreign): (Vec<Pod>, Vec<Pod>) = self
             .pods
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| {
                 ReconcileError::kube(format!("list pods {selector} in {}", self.namespace), e)
             })?
-            .items)
+            .items
+            .into_iter()
+            .partition(|p| is_controlled_by(p, self.uid));
+        let foreign: BTreeSet<String> = foreign.iter().map(|p| pod_name(p).to_owned()).collect();
+        let mut memory = self.ctx.memory();
+        for pod in foreign.difference(&memory.foreign_pods) {
+            tracing::info!(
+                scale_set = %self.name, namespace = %self.namespace, pod = %pod,
+                "ignoring a pod labelled {selector} that this RunnerScaleSet does not own (no controller ownerReference with its uid)"
+            );
+        }
+        memory.foreign_pods = foreign;
+        Ok(ours)
     }
 
     pub(super) fn note(&self, result: Result<(), ReconcileError>, out: &mut Outcome) {

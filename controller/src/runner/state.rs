@@ -2,6 +2,8 @@
 //! and the listener's [`Demand`], plus the little a reconciler remembers
 //! between passes (startup failures, the quota backoff). No client here.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -148,6 +150,9 @@ pub struct Memory {
     /// Whether the runners' ServiceAccount asks for IRSA, as the last
     /// creation found it.
     pub irsa_expected: Option<bool>,
+    /// Pods with the scale set's label that it does not control, as the
+    /// last pass found them (each is logged once, when first seen).
+    pub foreign_pods: BTreeSet<String>,
 }
 
 #[cfg(test)]

@@ -53,7 +53,9 @@ use crate::github::{self, ActionsClient, ClientOptions, ConfigError, Credentials
 use crate::listener::{self, Backoff, Limits, Listener, ListenerConfig, ListenerError, Resume};
 use crate::metrics::Metrics;
 use crate::runner::reconcile::{GitHubCalls, KubeWrites, RunnerCondition};
-use crate::runner::{self, Context, SCALE_SET_LABEL, Settings, reconcile_runners};
+use crate::runner::{
+    self, Context, MAX_LABEL_VALUE_LEN, SCALE_SET_LABEL, Settings, reconcile_runners,
+};
 
 /// The shortest wait between two passes, so that a `requeue_after` of zero
 /// (a backoff already due) cannot turn the loop into a busy loop.
@@ -135,6 +137,15 @@ pub enum SupervisorError {
     },
 
     #[error(
+        "RunnerScaleSet {namespace}/{name}: metadata.name is {len} characters long, but runner pods carry it in the label {SCALE_SET_LABEL}, whose values Kubernetes limits to {MAX_LABEL_VALUE_LEN} characters; recreate the RunnerScaleSet under a name of at most {MAX_LABEL_VALUE_LEN} characters"
+    )]
+    NameTooLong {
+        namespace: String,
+        name: String,
+        len: usize,
+    },
+
+    #[error(
         "Secret {namespace}/{secret} (githubConfigSecret) does not exist; create it or set githubConfigSecret to an existing Secret"
     )]
     SecretMissing { namespace: String, secret: String },
@@ -209,6 +220,7 @@ impl SupervisorError {
         match self {
             SupervisorError::NotStored => "not_stored",
             SupervisorError::InvalidSpec { .. } => "invalid_spec",
+            SupervisorError::NameTooLong { .. } => "name_too_long",
             SupervisorError::SecretMissing { .. } => "secret_missing",
             SupervisorError::ReadSecret { .. } => "read_secret",
             SupervisorError::Credentials { .. } => "credentials",
@@ -278,6 +290,7 @@ pub async fn run_scale_set(
         name: owner.name.clone(),
         errors,
     })?;
+    check_name(&owner)?;
     let scale_sets: Api<RunnerScaleSet> = Api::namespaced(kube.clone(), &owner.namespace);
 
     // GitHub may be slow or down here (retries with backoff): a shutdown
@@ -398,6 +411,21 @@ pub async fn run_scale_set(
             listener_task,
         )
         .await
+}
+
+/// The object's name is a label value on its runner pods: a longer name
+/// than Kubernetes allows there would fail every pod create (422), so it is
+/// refused before anything is made on GitHub.
+fn check_name(owner: &Owner) -> Result<(), SupervisorError> {
+    let len = owner.name.len();
+    if len <= MAX_LABEL_VALUE_LEN {
+        return Ok(());
+    }
+    Err(SupervisorError::NameTooLong {
+        namespace: owner.namespace.clone(),
+        name: owner.name.clone(),
+        len,
+    })
 }
 
 /// `Ready` (the scale set exists) and `Listening` (not yet: the listener
@@ -604,7 +632,12 @@ impl Supervisor {
             .list(&ListParams::default().labels(&selector))
             .await
         {
-            Ok(list) => list.items,
+            // Only its runners count, not pods someone else labelled alike.
+            Ok(list) => list
+                .items
+                .into_iter()
+                .filter(|p| runner::is_controlled_by(p, &self.owner.uid))
+                .collect::<Vec<_>>(),
             Err(error) => {
                 tracing::warn!(scale_set = %self.owner.name, %error, "listing runner pods for the status failed");
                 return None;

@@ -55,3 +55,16 @@ fn errors_name_the_setting_to_change() {
     };
     assert!(invalid.to_string().contains("maxRunners"), "{invalid}");
 }
+
+#[test]
+fn a_name_too_long_for_a_label_value_is_refused_naming_the_limit() {
+    let owner = |len: usize| Owner::new("team-a", "a".repeat(len), "uid-1");
+    assert!(check_name(&owner(1)).is_ok());
+    assert!(check_name(&owner(63)).is_ok());
+    let error = check_name(&owner(64)).unwrap_err();
+    assert_eq!(error.metric_label(), "name_too_long");
+    let message = error.to_string();
+    for part in ["metadata.name", "64 characters", "63", SCALE_SET_LABEL] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+}
