@@ -91,6 +91,19 @@ struct RunArgs {
         default_value_t = RateLimit::default().burst,
     )]
     github_burst: NonZeroU32,
+    /// Test only, hidden: the first supervisor of this RunnerScaleSet
+    /// panics, once, so that the end-to-end tests can check that a panic is
+    /// retried and shutdown stays bounded. Safe in production: off unless
+    /// set, absent from --help, it names exactly one object, fires once per
+    /// process, and what it exercises is the path every real panic takes.
+    #[arg(
+        long,
+        env = "RUNWAY_TEST_PANIC_SUPERVISOR",
+        value_name = "NAMESPACE/NAME",
+        value_parser = namespace_name,
+        hide = true
+    )]
+    test_panic_supervisor: Option<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -107,6 +120,16 @@ fn at_least_one(value: &str) -> Result<NonZeroU32, String> {
         .ok()
         .and_then(NonZeroU32::new)
         .ok_or_else(|| "must be a whole number of at least 1".to_owned())
+}
+
+/// `namespace/name`, both parts non-empty.
+fn namespace_name(value: &str) -> Result<(String, String), String> {
+    match value.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err("must be NAMESPACE/NAME".to_owned()),
+    }
 }
 
 /// Logs to stderr, filtered by RUST_LOG (default info), in `format`.
@@ -228,8 +251,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         supervisor,
         namespace: args.namespace.clone(),
         deletion_timeout,
+        test_panic_once: args.test_panic_supervisor.clone(),
         ..ManagerOptions::default()
     };
+    if let Some((ns, name)) = &opts.test_panic_once {
+        tracing::warn!(namespace = %ns, name = %name, "test hook --test-panic-supervisor set: this scale set's first supervisor will panic");
+    }
 
     // The manager stops on shutdown, or when the Lease is lost (another
     // replica may lead already: stop writing at once).
@@ -279,6 +306,12 @@ mod tests {
     fn log_format_and_github_limits_default_and_parse() {
         let args = run_args(&[]).expect("defaults parse");
         assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.test_panic_supervisor, None);
+        let args = run_args(&["--test-panic-supervisor", "ci/arm"]).expect("parses");
+        assert_eq!(
+            args.test_panic_supervisor,
+            Some(("ci".to_owned(), "arm".to_owned()))
+        );
         let limiter = github_rate_limiter(&args);
         assert_eq!(limiter.limits().default, RateLimit::default());
         assert!(limiter.limits().per_host.is_empty());
@@ -308,6 +341,8 @@ mod tests {
             ("--github-burst", "0"),
             ("--github-burst", "lots"),
             ("--log-format", "xml"),
+            ("--test-panic-supervisor", "ci"),
+            ("--test-panic-supervisor", "ci/"),
         ] {
             let error = match run_args(&[&format!("{flag}={value}")]) {
                 Ok(_) => panic!("{flag} {value} was accepted"),

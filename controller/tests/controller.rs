@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use runway_controller::crd::{CONDITION_LISTENING, CONDITION_READY, RunnerScaleSet};
@@ -40,6 +40,15 @@ impl Controller {
     }
 
     fn start_with(ns: &TestNamespace, log_name: &str, deletion_timeout: Duration) -> Controller {
+        Controller::start_env(ns, log_name, deletion_timeout, &[])
+    }
+
+    fn start_env(
+        ns: &TestNamespace,
+        log_name: &str,
+        deletion_timeout: Duration,
+        env: &[(&str, &str)],
+    ) -> Controller {
         let metrics_port = free_port();
         let dir = std::env::temp_dir().join(format!("runway-controller-test-{}", ns.name()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -61,6 +70,7 @@ impl Controller {
             ])
             .env("KUBECONFIG", ns.plane().kubeconfig_path())
             .env("RUST_LOG", "info,runway_controller=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -91,6 +101,19 @@ impl Controller {
             .expect("the controller exits within 30 s of SIGTERM")
             .unwrap();
         assert!(status.success(), "exit status {status}; log {:?}", self.log);
+    }
+
+    /// SIGTERM; asserts a clean exit within `within`; returns how long it
+    /// took.
+    async fn stop_within(mut self, within: Duration) -> Duration {
+        let signalled = std::time::Instant::now();
+        kill(self.pid(), Signal::SIGTERM).expect("SIGTERM");
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the controller exits within {within:?} of SIGTERM"))
+            .unwrap();
+        assert!(status.success(), "exit status {status}; log {:?}", self.log);
+        signalled.elapsed()
     }
 
     fn assert_alive(&mut self) {
@@ -700,7 +723,208 @@ async fn a_name_too_long_for_labels_and_a_url_with_credentials_get_ready_false_a
     let log = std::fs::read_to_string(&controller.log).unwrap();
     assert!(log.contains("://***@127.0.0.1"), "the failure is logged");
     assert!(!log.contains(TOKEN), "the log shows the token");
+    controller.assert_alive();
+    controller.stop().await;
+}
 
+/// Every Event in `ns`: type, reason, message.
+async fn events(ns: &TestNamespace) -> Vec<(String, String, String)> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = ns.api();
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| Some((e.type_?, e.reason?, e.message.unwrap_or_default())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_supervisor_is_retried_with_an_event_and_sigterm_exits_within_10_s() {
+    let s = Setup::new("proc-panic", 0, 3).await;
+    let target = format!("{}/{}", s.ns.name(), s.name);
+    let mut controller = Controller::start_env(
+        &s.ns,
+        "panic.log",
+        Duration::from_secs(60),
+        &[("RUNWAY_TEST_PANIC_SUPERVISOR", &target)],
+    );
+
+    // The injected panic ends that supervisor as a failure: a Warning Event
+    // says so, and the retry brings the scale set up.
+    let message = wait::until("a Panicked Warning Event", WAIT, || async {
+        events(&s.ns)
+            .await
+            .into_iter()
+            .find(|(type_, reason, _)| type_ == "Warning" && reason == "Panicked")
+            .map(|(_, _, message)| message)
+    })
+    .await
+    .unwrap();
+    assert!(
+        message.starts_with("panicked: ") && message.contains("injected"),
+        "{message}"
+    );
+    let scale_set_id = s.until_listening().await;
+    assert_eq!(s.sessions(scale_set_id), 1);
+    controller.assert_alive();
+
+    // Nothing waits for the panicked worker any more: SIGTERM ends the
+    // process promptly, its session deleted.
+    let took = controller.stop_within(Duration::from_secs(10)).await;
+    eprintln!("exited {took:?} after SIGTERM");
+    assert_eq!(s.sessions(scale_set_id), 0, "the session was deleted");
+}
+
+/// RunnerScaleSets untyped: a bad one cannot be read through the typed API.
+fn untyped(ns: &TestNamespace) -> Api<kube::api::DynamicObject> {
+    Api::namespaced_with(
+        ns.client(),
+        ns.name(),
+        &runway_controller::manager::decode::api_resource(),
+    )
+}
+
+/// The `Ready` condition of `name`, read untyped: status, reason, message.
+async fn ready(ns: &TestNamespace, name: &str) -> Option<(String, String, String)> {
+    let object = untyped(ns).get_opt(name).await.unwrap()?;
+    let conditions = object.data["status"]["conditions"].as_array()?.clone();
+    let ready = conditions.iter().find(|c| c["type"] == CONDITION_READY)?;
+    let field = |f: &str| ready[f].as_str().unwrap_or_default().to_owned();
+    Some((field("status"), field("reason"), field("message")))
+}
+
+/// Waits until `name` is Ready and Listening; returns its scale set id.
+async fn until_listening(ns: &TestNamespace, name: &str) -> i64 {
+    let api: Api<RunnerScaleSet> = ns.api();
+    wait::until(&format!("{name} Ready and Listening"), WAIT, || async {
+        let status = api.get_opt(name).await.ok()??.status?;
+        let is_true = |t: &str| {
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True")
+        };
+        (is_true(CONDITION_READY) && is_true(CONDITION_LISTENING))
+            .then_some(status.scale_set_id)
+            .flatten()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `name` says `Ready=False` `InvalidSpec`; returns the message.
+async fn until_invalid(ns: &TestNamespace, name: &str) -> String {
+    wait::until(&format!("{name} Ready=False InvalidSpec"), WAIT, || async {
+        let (status, reason, message) = ready(ns, name).await?;
+        (status == "False" && reason == "InvalidSpec").then_some(message)
+    })
+    .await
+    .unwrap()
+}
+
+/// A template the API server stores (the schema preserves unknown fields)
+/// but that is no pod template.
+fn bad_template() -> serde_json::Value {
+    serde_json::json!({ "spec": { "containers": "runner" } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_scale_set_whose_template_does_not_decode_stops_no_other() {
+    let s = Setup::new("proc-good-a", 0, 3).await;
+    let api: Api<RunnerScaleSet> = s.ns.api();
+    let good_spec = common::scale_set_spec(&s.fake, SECRET, 0, Some(3));
+    api.create(
+        &PostParams::default(),
+        &RunnerScaleSet::new("proc-good-b", good_spec.clone()),
+    )
+    .await
+    .unwrap();
+    let mut bad = serde_json::to_value(RunnerScaleSet::new("proc-bad", good_spec.clone())).unwrap();
+    bad["spec"]["template"] = bad_template();
+    let bad: kube::api::DynamicObject = serde_json::from_value(bad).unwrap();
+    untyped(&s.ns)
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect("the API server stores the bad template");
+
+    // The good ones run; the bad one says which field is wrong.
+    let controller = Controller::start(&s.ns, "first.log");
+    for name in ["proc-good-a", "proc-good-b"] {
+        until_listening(&s.ns, name).await;
+    }
+    let message = until_invalid(&s.ns, "proc-bad").await;
+    assert!(
+        message.contains("spec.template.spec.containers"),
+        "{message}"
+    );
+    let warned = events(&s.ns).await.into_iter().any(|(type_, reason, m)| {
+        type_ == "Warning" && reason == "InvalidSpec" && m.contains("spec.template.spec.containers")
+    });
+    assert!(warned, "{:?}", events(&s.ns).await);
+    let stored = untyped(&s.ns).get("proc-bad").await.unwrap();
+    assert!(
+        stored.metadata.finalizers.unwrap_or_default().is_empty(),
+        "nothing to clean up: no finalizer"
+    );
+    assert_eq!(s.fake.snapshot().scale_sets.len(), 2, "no scale set for it");
+
+    // Also after a restart, and the two good ones serve jobs.
+    controller.stop().await;
+    let mut controller = Controller::start(&s.ns, "second.log");
+    let pods: Api<Pod> = s.ns.api();
+    for name in ["proc-good-a", "proc-good-b"] {
+        let scale_set_id = until_listening(&s.ns, name).await;
+        s.fake.queue_job(scale_set_id, NewJob::default());
+        let selector = format!("{SCALE_SET_LABEL}={name}");
+        wait::until(&format!("a runner pod of {name}"), WAIT, || async {
+            let list = pods.list(&ListParams::default().labels(&selector)).await;
+            (!list.ok()?.items.is_empty()).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(until_invalid(&s.ns, "proc-bad").await, message);
+
+    // Fixed (a new generation): it starts.
+    let good_template = serde_json::to_value(&good_spec.template).unwrap();
+    let fix = serde_json::json!({ "spec": { "template": good_template } });
+    let ns = &s.ns;
+    let patch = |body: serde_json::Value| async move {
+        untyped(ns)
+            .patch("proc-bad", &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .unwrap();
+    };
+    patch(fix).await;
+    let scale_set_id = until_listening(&s.ns, "proc-bad").await;
+
+    // Broken again while it runs, then deleted: its supervisor stops, and
+    // the cleanup still runs (the scale set goes on GitHub, the finalizer
+    // is released).
+    patch(serde_json::json!({ "spec": { "template": bad_template() } })).await;
+    until_invalid(&s.ns, "proc-bad").await;
+    wait::until("its session deleted", WAIT, || async {
+        (s.sessions(scale_set_id) == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    untyped(&s.ns)
+        .delete("proc-bad", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait::until("the bad RunnerScaleSet gone", WAIT, || async {
+        untyped(&s.ns)
+            .get_opt("proc-bad")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(!s.on_github(scale_set_id), "deleted on GitHub");
     controller.assert_alive();
     controller.stop().await;
 }

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
@@ -216,7 +216,12 @@ impl Cleanup<'_> {
             name: self.owner.name.clone(),
             source,
         };
-        let api: Api<RunnerScaleSet> = Api::namespaced(self.kube.clone(), &self.owner.namespace);
+        // Untyped: the object may be one whose spec does not decode.
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.kube.clone(),
+            &self.owner.namespace,
+            &super::decode::api_resource(),
+        );
         match api
             .patch(
                 &self.rss.name_any(),

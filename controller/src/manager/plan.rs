@@ -1,5 +1,5 @@
 //! What the manager does next for one `RunnerScaleSet`: a pure function of
-//! the object, its worker and its retry time.
+//! the object (and whether its spec decoded), its worker and its retry time.
 
 use std::time::Instant;
 
@@ -24,6 +24,16 @@ pub struct Worker {
     pub generation: Option<i64>,
 }
 
+/// Whether the object's spec decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spec {
+    Valid,
+    /// It did not (a `template` the API server accepts but that is no pod
+    /// template): no supervisor, but a deletion is cleaned up as usual (the
+    /// cleanup needs no template).
+    Invalid,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Nothing,
@@ -31,13 +41,16 @@ pub enum Step {
     Stop,
     AddFinalizer,
     Start(Kind),
+    /// Say on the object why it does not run (`Ready=False`, an Event).
+    ReportInvalid,
 }
 
-/// The next step for an object (`None`: gone from the API), given its
-/// running worker (and whether it was asked to stop) and when a failed
-/// worker may be started again.
+/// The next step for an object (`None`: gone from the API), given whether
+/// its spec decoded, its running worker (and whether it was asked to stop)
+/// and when a failed worker may be started again.
 pub fn plan(
     object: Option<&RunnerScaleSet>,
+    spec: Spec,
     running: Option<(&Worker, bool)>,
     retry_at: Option<Instant>,
     now: Instant,
@@ -61,6 +74,12 @@ pub fn plan(
             Some(_) => stop_unless_stopping(running),
             None if waiting => Step::Nothing,
             None => Step::Start(Kind::Cleanup),
+        };
+    }
+    if spec == Spec::Invalid {
+        return match running {
+            Some(_) => stop_unless_stopping(running),
+            None => Step::ReportInvalid,
         };
     }
     match running {
@@ -190,7 +209,7 @@ mod tests {
         ];
         for (name, obj, running, retry_at, want) in cases {
             assert_eq!(
-                plan(obj.as_ref(), running, retry_at, now, F),
+                plan(obj.as_ref(), Spec::Valid, running, retry_at, now, F),
                 want,
                 "{name}"
             );
@@ -245,7 +264,98 @@ mod tests {
         ];
         for (name, obj, running, retry_at, want) in cases {
             assert_eq!(
-                plan(obj.as_ref(), running, retry_at, now, F),
+                plan(obj.as_ref(), Spec::Valid, running, retry_at, now, F),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_invalid_spec_runs_no_supervisor_but_is_still_cleaned_up() {
+        let now = Instant::now();
+        let later = Some(now + Duration::from_secs(5));
+        let sup = worker(Kind::Supervise, 1);
+        let clean = worker(Kind::Cleanup, 2);
+        let cases: Vec<Case<Option<RunnerScaleSet>>> = vec![
+            // Never valid: no finalizer (nothing to clean up), only a report.
+            (
+                "new",
+                Some(object(1, false, false)),
+                None,
+                None,
+                Step::ReportInvalid,
+            ),
+            (
+                "held",
+                Some(object(2, true, false)),
+                None,
+                None,
+                Step::ReportInvalid,
+            ),
+            // A retry time left by a failed supervisor changes nothing.
+            (
+                "backing off",
+                Some(object(2, true, false)),
+                None,
+                later,
+                Step::ReportInvalid,
+            ),
+            // Edited from a valid spec: the old supervisor stops first.
+            (
+                "supervised",
+                Some(object(2, true, false)),
+                Some((&sup, false)),
+                None,
+                Step::Stop,
+            ),
+            (
+                "supervisor stopping",
+                Some(object(2, true, false)),
+                Some((&sup, true)),
+                None,
+                Step::Nothing,
+            ),
+            // Deleted: the finalizer is never left stuck.
+            (
+                "deleting, held",
+                Some(object(2, true, true)),
+                None,
+                None,
+                Step::Start(Kind::Cleanup),
+            ),
+            (
+                "deleting, supervised",
+                Some(object(2, true, true)),
+                Some((&sup, false)),
+                None,
+                Step::Stop,
+            ),
+            (
+                "deleting, cleaning",
+                Some(object(2, true, true)),
+                Some((&clean, false)),
+                None,
+                Step::Nothing,
+            ),
+            (
+                "deleting, cleanup retry later",
+                Some(object(2, true, true)),
+                None,
+                later,
+                Step::Nothing,
+            ),
+            (
+                "deleting, not held",
+                Some(object(2, false, true)),
+                None,
+                None,
+                Step::Nothing,
+            ),
+        ];
+        for (name, obj, running, retry_at, want) in cases {
+            assert_eq!(
+                plan(obj.as_ref(), Spec::Invalid, running, retry_at, now, F),
                 want,
                 "{name}"
             );
