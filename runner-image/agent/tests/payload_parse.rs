@@ -598,8 +598,7 @@ fn any_payload_gives_actions_or_typed_errors() {
         ("unknown", any_json()),
     ];
     let params = proptest::option::of(
-        prop::collection::vec(param, 0..5)
-            .prop_map(|ps| Value::Object(ps.into_iter().map(|(k, v)| (k, v)).collect())),
+        prop::collection::vec(param, 0..5).prop_map(|ps| Value::Object(ps.into_iter().collect())),
     );
     let timestamp = (
         prop_oneof![
