@@ -563,3 +563,123 @@ fn every_problem_is_reported_at_once() {
         ]
     );
 }
+
+/// Mutated specs: any counts, `githubConfigUrl`s that `url` and `http`
+/// disagree on, hostile names, labels and proxy URLs. `validate` returns
+/// every problem as a typed error naming its field, never panics, and a
+/// spec it accepts is one the GitHub client can be built from.
+#[test]
+fn any_spec_is_accepted_usable_or_refused_with_named_fields() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let text = || {
+        prop_oneof![
+            Just(String::new()),
+            "[a-zA-Z0-9._-]{1,50}",
+            "[ -~]{0,50}",
+            any::<String>(),
+        ]
+    };
+    let count = || {
+        proptest::option::of(prop_oneof![
+            any::<i32>(),
+            -2..20i32,
+            Just(i32::MIN),
+            Just(i32::MAX)
+        ])
+    };
+    let url = || {
+        prop_oneof![
+            crate::github::config::mutated_config_urls(),
+            Just("https://github.com/acme".to_owned()),
+        ]
+    };
+    let proxy = proptest::option::of((
+        proptest::option::of(prop_oneof![
+            "http://[a-z{}\"`:@.]{0,12}:[0-9]{0,6}",
+            any::<String>()
+        ]),
+        prop::collection::vec("[ -~]{0,12}", 0..3),
+    ));
+    let container = prop_oneof![
+        Just("runner".to_owned()),
+        Just("Runner".to_owned()),
+        "[a-z]{0,6}"
+    ];
+    let spec = (
+        (
+            url(),
+            text(),
+            proptest::option::of(text()),
+            prop::collection::vec(text(), 0..3),
+        ),
+        (count(), count(), container, proxy, any::<bool>()),
+    )
+        .prop_map(
+            |((config_url, secret, name, labels), (min, max, container, proxy, kubernetes))| {
+                let mut spec = valid_spec();
+                spec.github_config_url = config_url;
+                spec.github_config_secret = secret;
+                spec.runner_scale_set_name = name;
+                spec.runner_scale_set_labels = labels;
+                spec.min_runners = min;
+                spec.max_runners = max;
+                if let Some(pod) = spec.template.spec.as_mut() {
+                    pod.containers[0].name = container;
+                }
+                spec.proxy = proxy.map(|(url, no_proxy)| ProxyConfig {
+                    http: url.map(|url| ProxyServer {
+                        url,
+                        credential_secret_ref: None,
+                    }),
+                    https: None,
+                    no_proxy,
+                });
+                if kubernetes {
+                    spec.container_mode = Some(ContainerMode {
+                        mode: ContainerModeType::Kubernetes,
+                    });
+                }
+                spec
+            },
+        );
+    let mut runner = TestRunner::new(Config {
+        cases: 10_000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&spec, |spec| {
+        match validate(&spec) {
+            Ok(()) => {
+                let config = GitHubConfig::parse(&spec.github_config_url)
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                prop_assert!(
+                    config.rest_base().as_str().parse::<http::Uri>().is_ok(),
+                    "accepted {:?}, whose REST base {} the HTTP client refuses",
+                    spec.github_config_url,
+                    config.rest_base()
+                );
+                prop_assert!(
+                    spec.max_runners()
+                        .is_none_or(|max| spec.min_runners() <= max)
+                );
+            }
+            Err(errors) => {
+                prop_assert!(!errors.is_empty());
+                for error in errors {
+                    let field = error.field();
+                    prop_assert!(!field.is_empty());
+                    let root = field.split(['.', '[']).next().unwrap_or(field);
+                    prop_assert!(
+                        error.to_string().contains(root),
+                        "{error} does not name {field}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

@@ -132,6 +132,25 @@ fn namespace_name(value: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The longest `--status-interval`: counts older than this are not news.
+const MAX_STATUS_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// The longest `--deletion-timeout`: a week, far from where timestamp
+/// arithmetic on the deletion time overflows.
+const MAX_DELETION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// A seconds flag as a duration in `[0, max]`, or an error naming the flag.
+fn seconds(flag: &str, secs: f64, max: Duration) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= max)
+        .with_context(|| {
+            format!(
+                "--{flag} must be a number of seconds from 0 to {}; got {secs}",
+                max.as_secs()
+            )
+        })
+}
+
 /// Logs to stderr, filtered by RUST_LOG (default info), in `format`.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -177,12 +196,12 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
 
-    let seconds = |name: &str, secs: f64| {
-        Duration::try_from_secs_f64(secs)
-            .with_context(|| format!("--{name} must be a non-negative number of seconds"))
-    };
-    let status_interval = seconds("status-interval", args.status_interval)?;
-    let deletion_timeout = seconds("deletion-timeout", args.deletion_timeout)?;
+    let status_interval = seconds("status-interval", args.status_interval, MAX_STATUS_INTERVAL)?;
+    let deletion_timeout = seconds(
+        "deletion-timeout",
+        args.deletion_timeout,
+        MAX_DELETION_TIMEOUT,
+    )?;
 
     let metrics = Metrics::new();
     let kube_options = KubeClientOptions {
@@ -353,5 +372,47 @@ mod tests {
         }
         let error = run_args(&["--github-rate", "0"]).err().unwrap().to_string();
         assert!(error.contains("at least 1"), "{error}");
+    }
+
+    #[test]
+    fn seconds_flags_are_bounded() {
+        let week = MAX_DELETION_TIMEOUT;
+        for secs in [-1.0, f64::NAN, f64::INFINITY, 1e13, 1e300, 604_800.5] {
+            let error = seconds("deletion-timeout", secs, week)
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains("--deletion-timeout"), "{secs}: {error}");
+        }
+        assert_eq!(seconds("deletion-timeout", 604_800.0, week).unwrap(), week);
+        assert_eq!(
+            seconds("status-interval", 0.5, MAX_STATUS_INTERVAL).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert!(seconds("status-interval", 3_601.0, MAX_STATUS_INTERVAL).is_err());
+    }
+
+    /// Any seconds value: a duration within the bound, or an error.
+    #[test]
+    fn any_seconds_value_is_bounded_or_refused() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let mut runner = TestRunner::new(Config {
+            cases: 10_000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let value = prop_oneof![any::<f64>(), -10.0..1e6f64, 1e6..1e20f64];
+        let result = runner.run(&value, |secs| {
+            if let Ok(d) = seconds("deletion-timeout", secs, MAX_DELETION_TIMEOUT) {
+                prop_assert!(d <= MAX_DELETION_TIMEOUT);
+                // What cleanup does with it: a deadline after the deletion.
+                let delta = chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+                prop_assert!(chrono::Utc::now().checked_add_signed(delta).is_some());
+            }
+            Ok(())
+        });
+        if let Err(failure) = result {
+            panic!("{failure}");
+        }
     }
 }

@@ -274,7 +274,7 @@ impl GitHubAuth {
         policy: &RetryPolicy,
     ) -> Result<HttpResponse, Error> {
         let crab = self.octocrab()?;
-        let rest_host: http::Uri = self.config.rest_base().as_str().parse().expect("valid URI");
+        let rest_host = transport::http_uri(self.config.rest_base())?;
         let (rest_host, authorization) = (&rest_host, &authorization);
         retry::run(policy, operation, move || async move {
             self.transport.throttle(rest_host).await;

@@ -139,7 +139,8 @@ impl GitHubConfig {
             _ => return Err(invalid("has too many path segments")),
         };
 
-        let rest_base = rest_base(&url, &host, hosted);
+        let rest_base = rest_base(&url, &host, hosted)
+            .ok_or_else(|| invalid("has a host that HTTP requests cannot name"))?;
         Ok(Self {
             config_url: url.as_str().trim_end_matches('/').to_owned(),
             scope,
@@ -204,7 +205,10 @@ fn is_hosted(host: &str) -> bool {
         || host.ends_with(".ghe.com")
 }
 
-fn rest_base(url: &Url, host: &str, hosted: bool) -> Url {
+/// `None` when the base is not also a valid `http::Uri`: `url` accepts hosts
+/// holding `{`, `}`, `"` or a backtick, which the HTTP stack refuses, and
+/// every request is built from this base.
+fn rest_base(url: &Url, host: &str, hosted: bool) -> Option<Url> {
     let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
     let base = if hosted {
         // www.github.com is an alias of github.com; its API has no `www.`.
@@ -213,8 +217,38 @@ fn rest_base(url: &Url, host: &str, hosted: bool) -> Url {
     } else {
         format!("{}://{host}{port}/api/v3", url.scheme())
     };
-    // The pieces came from a parsed URL, so this cannot fail.
-    Url::parse(&base).expect("REST base built from a valid URL")
+    let base = Url::parse(&base).ok()?;
+    base.as_str().parse::<http::Uri>().ok()?;
+    Some(base)
+}
+
+#[cfg(test)]
+/// Mutated `githubConfigUrl`s: a scheme, a host made of characters `url`
+/// and `http` disagree on, a known suffix and a path; or any string at all.
+pub(crate) fn mutated_config_urls() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let host_char = prop::sample::select(vec![
+        'a', 'z', '0', '.', '-', '_', '~', '{', '}', '"', '`', '%', '[', ']', ':', '@', '!', '$',
+        '&', '\'', '(', ')', '*', '+', ',', ';', '=', 'ü', '\u{0}', ' ', '/', '?', '#', '\\', '|',
+        '^', '<', '>',
+    ]);
+    let host = prop::collection::vec(host_char, 0..12).prop_map(String::from_iter);
+    let scheme = prop::sample::select(vec!["https://", "http://", "HTTPS://", "ftp://", ""]);
+    let suffix = prop::sample::select(vec![
+        "",
+        "github.com",
+        ".ghe.com",
+        ".example.com",
+        ":8443",
+        ":0",
+        ":99999",
+        "[::1]",
+    ]);
+    let path = "[a-zA-Z0-9/{}%._~-]{0,20}";
+    prop_oneof![
+        4 => (scheme, host, suffix, path).prop_map(|(s, h, x, p)| format!("{s}{h}{x}/{p}")),
+        1 => any::<String>(),
+    ]
 }
 
 #[cfg(test)]
@@ -415,6 +449,23 @@ mod tests {
         }
         for plain in ["https://github.com/my-org", "not a url", ""] {
             assert_eq!(redact_userinfo(plain), plain);
+        }
+    }
+
+    #[test]
+    fn hosts_the_http_stack_refuses_are_rejected() {
+        // `url` accepts these host characters; `http::Uri` does not, and
+        // every request is built as an `http::Uri` from the REST base.
+        for input in [
+            "https://ghes{.example.com/my-org",
+            "https://ghes}.example.com/my-org",
+            "https://ghes\".example.com/my-org",
+            "https://ghes`.example.com/my-org",
+            "https://acme{.ghe.com/my-org",
+        ] {
+            let err = GitHubConfig::parse(input).expect_err(input).to_string();
+            assert!(err.contains("githubConfigUrl"), "{input}: {err}");
+            assert!(err.contains("host"), "{input}: {err}");
         }
     }
 

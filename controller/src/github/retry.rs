@@ -134,7 +134,11 @@ pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     }
     if header("x-ratelimit-remaining").map(str::trim) == Some("0") {
         let reset: u64 = header("x-ratelimit-reset")?.trim().parse().ok()?;
-        let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+        // A reset past what the clock can hold is "very far": the longest
+        // wait, which callers cap (the listener) or refuse to sleep (decide).
+        let Some(reset) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset)) else {
+            return Some(Duration::MAX);
+        };
         return Some(reset.duration_since(now).unwrap_or(Duration::ZERO));
     }
     None
@@ -358,5 +362,111 @@ mod tests {
             &headers(&[]),
             now
         ));
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn a_reset_the_clock_cannot_hold_is_the_longest_wait() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        for reset in ["18446744073709551615", "9223372036854775808"] {
+            let wait = server_wait(
+                &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", reset)]),
+                now,
+            );
+            assert_eq!(wait, Some(Duration::MAX), "{reset}");
+        }
+    }
+
+    /// Any `Retry-After`, `x-ratelimit-remaining` and `x-ratelimit-reset`,
+    /// at any time: a wait or none, never a panic, and the retry decision
+    /// never sleeps past the cap.
+    #[test]
+    fn any_rate_limit_headers_give_a_wait_or_none() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let number = || {
+            prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                (0u64..4_000_000_000).prop_map(|n| n.to_string()),
+                Just(u64::MAX.to_string()),
+                "[0-9]{15,25}",
+            ]
+        };
+        let date = || {
+            (
+                prop::sample::select(vec!["Mon", "Wed", "Sun", "Xyz"]),
+                0u32..40,
+                prop::sample::select(vec!["Jan", "Oct", "Dec", "Foo"]),
+                prop_oneof![0i64..10_000, any::<i64>()],
+                0u32..30,
+                0u32..70,
+                prop::sample::select(vec!["GMT", "UTC", "+0000", "-2359", "+9999", "Z"]),
+            )
+                .prop_map(|(day, d, month, year, h, m, zone)| {
+                    format!("{day}, {d:02} {month} {year} {h:02}:{m:02}:00 {zone}")
+                })
+        };
+        let header = || {
+            proptest::option::of(prop_oneof![
+                3 => number(),
+                2 => date(),
+                1 => "[ -~]{0,40}",
+            ])
+        };
+        let headers = (
+            header(),
+            proptest::option::of(prop_oneof![Just("0".to_owned()), "[ 0-9]{0,3}"]),
+            header(),
+            any::<u64>(),
+            any::<u16>(),
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: 10_000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(
+            &headers,
+            |(retry_after, remaining, reset, now_secs, status)| {
+                let mut map = HeaderMap::new();
+                for (name, value) in [
+                    ("retry-after", retry_after),
+                    ("x-ratelimit-remaining", remaining),
+                    ("x-ratelimit-reset", reset),
+                ] {
+                    if let Some(value) = value.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+                        map.insert(name, value);
+                    }
+                }
+                // Any representable "now", up to the year ~2554.
+                let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs >> 30);
+                let status = StatusCode::from_u16(100 + status % 500).unwrap();
+                let wait = server_wait(&map, now);
+                prop_assert_eq!(
+                    is_rate_limited(status, &map, now),
+                    status == StatusCode::TOO_MANY_REQUESTS
+                        || (status == StatusCode::FORBIDDEN && wait.is_some())
+                );
+                let outcome = Outcome::of_response(status, &map, now);
+                if let Decision::Retry(sleep) = decide(&RetryPolicy::default(), 1, outcome, 0.5) {
+                    prop_assert!(sleep <= RetryPolicy::default().cap);
+                }
+                Ok(())
+            },
+        );
+        if let Err(failure) = result {
+            panic!("{failure}");
+        }
     }
 }

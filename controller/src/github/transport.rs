@@ -130,6 +130,10 @@ pub enum TransportError {
     BadProxyUrl { setting: &'static str },
     #[error("user agent {0:?} is not a valid header value")]
     BadUserAgent(String),
+    /// `url` accepts some hosts (`{`, `}`, `"`, backtick) that the HTTP
+    /// stack refuses.
+    #[error("githubConfigUrl: the REST API base {url} is not a URI the HTTP client accepts")]
+    BadBaseUrl { url: String },
 }
 
 /// A response with its body read.
@@ -325,7 +329,7 @@ impl Transport {
     /// credentials of its own: callers put the `Authorization` header on each
     /// request, and call [`Transport::throttle`] first.
     pub(crate) fn octocrab(&self, base: &url::Url) -> Result<Octocrab, TransportError> {
-        let base: Uri = base.as_str().parse().expect("a url::Url is a valid URI");
+        let base = http_uri(base)?;
         let (client, base) = self.route(&base)?;
         let headers = Arc::new(vec![
             (http::header::USER_AGENT, self.inner.user_agent.clone()),
@@ -380,6 +384,15 @@ impl Transport {
             with_explicit_http_port(uri),
         ))
     }
+}
+
+/// `url` as an `http::Uri`, or a typed error naming it.
+pub(crate) fn http_uri(url: &url::Url) -> Result<Uri, TransportError> {
+    url.as_str()
+        .parse()
+        .map_err(|_| TransportError::BadBaseUrl {
+            url: url.to_string(),
+        })
 }
 
 fn http_connector(connect_timeout: Duration) -> HttpConnector {

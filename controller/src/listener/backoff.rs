@@ -8,6 +8,12 @@
 
 use std::time::Duration;
 
+/// The longest server wait the listener honours. GitHub's primary rate
+/// limit resets within the hour; a longer `Retry-After` or reset (a broken
+/// proxy, a clock far off, a hostile answer) must not park the listener for
+/// days.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(60 * 60);
+
 /// The listener's backoff schedule. This is on top of the client's own
 /// per-request retries ([`RetryPolicy`](crate::github::RetryPolicy)): it
 /// paces whole listener steps (create a session, poll) that failed even
@@ -42,7 +48,7 @@ impl Backoff {
     }
 
     /// [`Backoff::delay`], or longer if the server asked for a longer wait
-    /// (`Retry-After`, rate-limit reset).
+    /// (`Retry-After`, rate-limit reset), up to [`MAX_SERVER_WAIT`].
     pub fn delay_honouring(
         &self,
         failures: u32,
@@ -50,7 +56,7 @@ impl Backoff {
         server_wait: Option<Duration>,
     ) -> Duration {
         let own = self.delay(failures, jitter);
-        server_wait.map_or(own, |wait| wait.max(own))
+        server_wait.map_or(own, |wait| wait.min(MAX_SERVER_WAIT).max(own))
     }
 }
 
@@ -128,6 +134,28 @@ mod tests {
         assert_eq!(backoff.delay_honouring(1, 1.0, None), MS(100));
         assert_eq!(backoff.delay_honouring(1, 1.0, Some(MS(30))), MS(100));
         assert_eq!(backoff.delay_honouring(1, 1.0, Some(MS(5_000))), MS(5_000));
+    }
+
+    #[test]
+    fn a_server_wait_is_honoured_up_to_an_hour() {
+        let backoff = Backoff::default();
+        for (wait, expected) in [
+            (Duration::from_secs(3_599), Duration::from_secs(3_599)),
+            (Duration::from_secs(3_600), MAX_SERVER_WAIT),
+            (Duration::from_secs(86_400 * 365), MAX_SERVER_WAIT),
+            (Duration::MAX, MAX_SERVER_WAIT),
+        ] {
+            assert_eq!(backoff.delay_honouring(1, 1.0, Some(wait)), expected);
+        }
+        // Our own backoff still wins when it is longer than the cap.
+        let slow = Backoff {
+            base: Duration::from_secs(7_200),
+            cap: Duration::from_secs(7_200),
+        };
+        assert_eq!(
+            slow.delay_honouring(1, 1.0, Some(Duration::MAX)),
+            Duration::from_secs(7_200)
+        );
     }
 
     #[test]

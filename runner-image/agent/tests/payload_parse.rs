@@ -468,3 +468,188 @@ fn malformed_payloads_name_the_field() {
     assert!(parse(&extra).is_ok());
     assert_eq!(parse(&json!({"actions": []})).unwrap().actions.len(), 0);
 }
+
+#[test]
+fn timeouts_out_of_range_are_bad_input_naming_the_field() {
+    let deploy =
+        json!({"api_version": "apps/v1", "kind": "Deployment", "namespace": "d", "name": "x"});
+    let max = runway_agent::kube::action::MAX_TIMEOUT.as_secs();
+    for secs in [0, max + 1, 1 << 63, u64::MAX] {
+        let err = convert(
+            "restart_deployment",
+            deploy.clone(),
+            Some(json!({"timeout_seconds": secs})),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ActionError::BadInput(_)), "{secs}: {err}");
+        assert!(
+            err.to_string().contains("params.timeout_seconds"),
+            "{secs}: {err}"
+        );
+    }
+    let a = convert(
+        "restart_deployment",
+        deploy,
+        Some(json!({"timeout_seconds": max})),
+    )
+    .unwrap();
+    assert_eq!(a.timeout.as_secs(), max);
+}
+
+/// Arbitrary small JSON, for parameters of the wrong type or shape.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[ -~]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+            prop::collection::btree_map("[a-z_]{1,6}", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Mutated payloads: action types, resources, timestamps and every
+/// parameter drawn from plausible and hostile values. Parsing gives a
+/// payload or a `PayloadError`; each action converts or fails with an
+/// `ActionError`; an action the executor would accept has a timeout whose
+/// deadline arithmetic cannot overflow.
+#[test]
+fn any_payload_gives_actions_or_typed_errors() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use runway_agent::kube::exec::validate;
+
+    let action_type = prop_oneof![
+        prop::sample::select(vec![
+            "delete_pod",
+            "get_pod",
+            "logs_pod",
+            "scale_deployment",
+            "restart_deployment",
+            "patch_deployment",
+            "create_config_map",
+            "update_config_map",
+            "delete_multiple_pods",
+            "list_pods",
+            "drain_node",
+            "cordon_node",
+            "trigger_cron_job",
+            "get_custom_object",
+            "get_data_secret",
+        ])
+        .prop_map(str::to_string),
+        "[a-z_]{0,24}",
+    ];
+    let resource = (
+        prop::sample::select(vec![
+            "v1",
+            "apps/v1",
+            "batch/v1",
+            "batch/v1beta1",
+            "argoproj.io/v1alpha1",
+            "",
+            "/",
+            "a/b/c",
+        ]),
+        prop::sample::select(vec![
+            "Pod",
+            "Deployment",
+            "Node",
+            "CronJob",
+            "ConfigMap",
+            "Secret",
+            "Rollout",
+            "",
+            "pod",
+        ]),
+        proptest::option::of("[a-z0-9-]{0,8}"),
+        proptest::option::of("[a-z0-9./-]{0,8}"),
+    )
+        .prop_map(|(api_version, kind, namespace, name)| {
+            json!({"api_version": api_version, "kind": kind, "namespace": namespace, "name": name})
+        });
+    let count = || {
+        prop_oneof![
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (0u64..100_000).prop_map(Value::from),
+            any_json(),
+        ]
+    };
+    let param = prop_oneof![
+        ("timeout_seconds", count()),
+        ("replicas", count()),
+        ("max", count()),
+        ("tail_lines", count()),
+        ("dry_run", any_json()),
+        ("label_selector", any_json()),
+        ("container", any_json()),
+        ("patch_type", any_json()),
+        ("patch", any_json()),
+        ("body", any_json()),
+        ("unknown", any_json()),
+    ];
+    let params = proptest::option::of(
+        prop::collection::vec(param, 0..5).prop_map(|ps| Value::Object(ps.into_iter().collect())),
+    );
+    let timestamp = (
+        prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            (1_700_000_000i64..1_900_000_000).prop_map(Value::from),
+            any_json(),
+        ],
+        prop_oneof![any::<u32>().prop_map(Value::from), any_json()],
+    );
+    let version = prop_oneof![any::<u64>().prop_map(Value::from), any_json()];
+    let payload = (action_type, resource, params, timestamp, version).prop_map(
+        |(action_type, resource, params, (seconds, nanos), version)| {
+            json!({"actions": [{
+                "metadata": {"id": "a1b2", "version": version},
+                "action_type": action_type,
+                "resource": resource,
+                "timestamp": {"seconds": seconds, "nanos": nanos},
+                "params": params,
+            }]})
+        },
+    );
+
+    let mut runner = TestRunner::new(Config {
+        cases: 10_000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&payload, |payload| {
+        let Ok(parsed) = parse(&payload) else {
+            return Ok(());
+        };
+        for wire in &parsed.actions {
+            let Ok(action) = wire.to_action() else {
+                continue;
+            };
+            if validate(&action).is_ok() {
+                prop_assert!(
+                    std::time::Instant::now()
+                        .checked_add(action.timeout)
+                        .and_then(|_| action
+                            .timeout
+                            .checked_add(std::time::Duration::from_secs(5)))
+                        .is_some(),
+                    "{:?} was accepted",
+                    action.timeout
+                );
+            }
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

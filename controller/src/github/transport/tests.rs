@@ -344,3 +344,56 @@ fn tunnelled_plain_http_names_port_80() {
         assert_eq!(with_explicit_http_port(&uri).to_string(), expected);
     }
 }
+
+#[tokio::test]
+async fn octocrab_refuses_a_base_the_http_stack_cannot_parse() {
+    let transport = Transport::new(options(ProxyConfig::None, None), limiter()).unwrap();
+    for base in [
+        "https://ghes{.example.com/api/v3",
+        "https://ghes`.example.com/api/v3",
+    ] {
+        let base = url::Url::parse(base).expect("url accepts this host");
+        let error = transport.octocrab(&base).err().expect("refused");
+        assert!(
+            matches!(error, TransportError::BadBaseUrl { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("githubConfigUrl"), "{error}");
+    }
+}
+
+/// Any `githubConfigUrl` either gives a client or a typed error naming the
+/// setting; never a panic.
+#[test]
+fn any_github_config_url_builds_a_client_or_is_refused() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    // octocrab spawns its worker when built.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let transport = Transport::new(options(ProxyConfig::None, None), limiter()).unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 10_000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&super::super::config::mutated_config_urls(), |input| {
+        match super::super::config::GitHubConfig::parse(&input) {
+            Ok(config) => {
+                transport
+                    .octocrab(config.rest_base())
+                    .map_err(|e| TestCaseError::fail(format!("{input:?}: {e}")))?;
+            }
+            Err(error) => {
+                let text = error.to_string();
+                proptest::prop_assert!(text.contains("githubConfigUrl"), "{input:?}: {text}");
+            }
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

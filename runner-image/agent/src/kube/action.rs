@@ -30,6 +30,9 @@ pub enum PatchKind {
 pub const DEFAULT_MAX: usize = 50;
 /// Default timeout of an action (`rolloutStatus`, `drain`, the calls).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest timeout an action may ask for (a day: longer than any job
+/// step should wait, and far from where deadline arithmetic overflows).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Action {

@@ -45,7 +45,7 @@ struct Global {
     /// Ask the API server to check everything and change nothing.
     #[arg(long, global = true)]
     dry_run: bool,
-    /// Give up after this long: `30s`, `5m`, `1h` or seconds.
+    /// Give up after this long: `30s`, `5m`, `1h` or seconds (at most 24h).
     #[arg(long, global = true, value_parser = parse_duration, default_value = "5m")]
     timeout: Duration,
     /// The allowlist file (default: $RUNWAY_KUBE_ALLOWLIST, mounted by the chart).
@@ -216,20 +216,32 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a duration: use 30s, 5m, 1h or seconds"))?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let per_unit: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => {
             return Err(format!(
                 "`{text}` is not a duration: use 30s, 5m, 1h or seconds"
             ));
         }
     };
+    let max = super::action::MAX_TIMEOUT;
+    let too_long = || {
+        format!(
+            "the timeout `{text}` is over the {}h limit",
+            max.as_secs() / 3600
+        )
+    };
+    let seconds = n.checked_mul(per_unit).ok_or_else(too_long)?;
     if seconds == 0 {
         return Err("the timeout must be more than 0".into());
     }
-    Ok(Duration::from_secs(seconds))
+    let duration = Duration::from_secs(seconds);
+    if duration > max {
+        return Err(too_long());
+    }
+    Ok(duration)
 }
 
 /// `deployments/api` or (`deployments`, `api`) into the resource and name.
@@ -513,5 +525,53 @@ mod tests {
             crate::kube::action::DEFAULT_TIMEOUT,
             Duration::from_secs(300)
         );
+    }
+
+    #[test]
+    fn timeouts_that_overflow_or_exceed_a_day_are_refused() {
+        for text in [
+            "5124095576030432h",
+            "307445734561825861m",
+            "18446744073709551615h",
+            "25h",
+            "1441m",
+            "86401",
+        ] {
+            let e = parse_duration(text).expect_err(text);
+            assert!(e.contains("limit"), "{text}: {e}");
+        }
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("86400s"), Ok(Duration::from_secs(86_400)));
+        // Through clap, the refusal is an argument error, not a panic.
+        let args = ["runway", "get", "pods/p", "--timeout", "5124095576030432h"];
+        assert!(Wrap::try_parse_from(args).is_err());
+    }
+
+    /// Any `--timeout` text: a duration in (0, MAX_TIMEOUT] or an error.
+    #[test]
+    fn any_timeout_text_gives_a_bounded_duration_or_an_error() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let text = prop_oneof![
+            3 => ("[0-9]{0,22}", prop::sample::select(vec!["s", "m", "h", "", "ms", "d", " s", "hh"]))
+                .prop_map(|(n, unit)| format!("{n}{unit}")),
+            1 => (any::<u64>(), prop::sample::select(vec!["s", "m", "h", ""]))
+                .prop_map(|(n, unit)| format!("{n}{unit}")),
+            1 => any::<String>(),
+        ];
+        let mut runner = TestRunner::new(Config {
+            cases: 10_000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&text, |text| {
+            if let Ok(d) = parse_duration(&text) {
+                prop_assert!(d > Duration::ZERO && d <= crate::kube::action::MAX_TIMEOUT);
+            }
+            Ok(())
+        });
+        if let Err(failure) = result {
+            panic!("{failure}");
+        }
     }
 }

@@ -338,6 +338,12 @@ impl PayloadAction {
         action.container = p.container;
         action.tail_lines = p.tail_lines;
         if let Some(secs) = p.timeout_seconds {
+            let max = super::action::MAX_TIMEOUT.as_secs();
+            if secs == 0 || secs > max {
+                return Err(bad(format!(
+                    "params.timeout_seconds is {secs}; it must be between 1 and {max}"
+                )));
+            }
             action.timeout = Duration::from_secs(secs);
         }
         Ok(action)

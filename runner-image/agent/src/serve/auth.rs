@@ -261,35 +261,36 @@ fn check_claims(claims: &Value, config: &JwtConfig, now: i64) -> Result<(), Auth
     let exp = time_claim(claims, "exp")?.ok_or(AuthFailure::MissingExpiry)?;
     let iat = time_claim(claims, "iat")?;
     let nbf = time_claim(claims, "nbf")?;
-    if exp + LEEWAY_SECS < now {
-        return Err(AuthFailure::Expired(now - exp));
+    // The claims are any i64 the signer chose: saturate, never overflow.
+    if exp.saturating_add(LEEWAY_SECS) < now {
+        return Err(AuthFailure::Expired(now.saturating_sub(exp)));
     }
-    if exp > now + MAX_LIFETIME_SECS + LEEWAY_SECS {
+    if exp > now.saturating_add(MAX_LIFETIME_SECS + LEEWAY_SECS) {
         return Err(AuthFailure::TooLong(format!(
             "`exp` is {}s after now",
-            exp - now
+            exp.saturating_sub(now)
         )));
     }
     if let Some(iat) = iat {
-        if exp - iat > MAX_LIFETIME_SECS {
+        if exp.saturating_sub(iat) > MAX_LIFETIME_SECS {
             return Err(AuthFailure::TooLong(format!(
                 "`exp - iat` is {}s",
-                exp - iat
+                exp.saturating_sub(iat)
             )));
         }
-        if iat > now + LEEWAY_SECS {
+        if iat > now.saturating_add(LEEWAY_SECS) {
             return Err(AuthFailure::NotYetValid(format!(
                 "`iat` is {}s in the future",
-                iat - now
+                iat.saturating_sub(now)
             )));
         }
     }
     if let Some(nbf) = nbf
-        && nbf > now + LEEWAY_SECS
+        && nbf > now.saturating_add(LEEWAY_SECS)
     {
         return Err(AuthFailure::NotYetValid(format!(
             "`nbf` is {}s in the future",
-            nbf - now
+            nbf.saturating_sub(now)
         )));
     }
     let sub = claims.get("sub").and_then(Value::as_str);

@@ -391,3 +391,86 @@ fn constant_time_eq_table() {
         assert_eq!(constant_time_eq(a, b), equal, "{a:?} vs {b:?}");
     }
 }
+
+#[test]
+fn extreme_time_claims_are_refused_not_overflowed() {
+    let config = jwt_config(None);
+    let check = |changes| check_claims(&claims(changes), &config, NOW);
+    assert!(matches!(
+        check(json!({"exp": i64::MAX})),
+        Err(AuthFailure::TooLong(_))
+    ));
+    assert!(matches!(
+        check(json!({"exp": i64::MIN})),
+        Err(AuthFailure::Expired(i64::MAX))
+    ));
+    assert!(matches!(
+        check(json!({"exp": 1.0e300})),
+        Err(AuthFailure::TooLong(_))
+    ));
+    assert!(matches!(
+        check(json!({"iat": i64::MIN})),
+        Err(AuthFailure::TooLong(_))
+    ));
+    // `now` itself at the ends of the range (a clock gone wrong).
+    assert!(check_claims(&claims(json!({})), &config, i64::MAX).is_err());
+    assert!(check_claims(&claims(json!({})), &config, i64::MIN).is_err());
+}
+
+/// Any `Authorization` header, and any (verified) claim values at any
+/// time: a principal or a typed failure, never a panic.
+#[test]
+fn any_header_or_claims_give_a_principal_or_a_failure() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let config = Config {
+        cases: 10_000,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let header = prop_oneof![
+        "[ -~]{0,80}",
+        "(Bearer|bearer|Basic|) [A-Za-z0-9._=-]{0,60}",
+        "Bearer [A-Za-z0-9_-]{0,20}\\.[A-Za-z0-9_-]{0,20}\\.[A-Za-z0-9_-]{0,20}",
+        any::<String>(),
+    ];
+    let result = TestRunner::new(config.clone()).run(&proptest::option::of(header), |header| {
+        let _ = authenticate(header.as_deref(), &both(), now());
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+
+    let time = || {
+        prop_oneof![
+            Just(json!(null)),
+            any::<i64>().prop_map(|n| json!(n)),
+            (NOW - 1_000..NOW + 1_000).prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            any::<u64>().prop_map(|n| json!(n)),
+            "[0-9a-z]{0,5}".prop_map(|s| json!(s)),
+        ]
+    };
+    let claim_set = (
+        time(),
+        time(),
+        time(),
+        prop_oneof![Just(json!(URN)), Just(json!(null)), Just(json!(7))],
+        prop_oneof![any::<i64>(), NOW - 1_000..NOW + 1_000],
+    );
+    let jwt = jwt_config(Some("aud"));
+    let result = TestRunner::new(config).run(&claim_set, |(exp, iat, nbf, sub, at)| {
+        let claims = json!({"exp": exp, "iat": iat, "nbf": nbf, "sub": sub, "aud": "aud"});
+        let verdict = check_claims(&claims, &jwt, at);
+        if verdict.is_ok() {
+            // Accepted means a bounded lifetime around `at`.
+            let exp = claims["exp"].as_i64();
+            prop_assert!(exp.is_some_and(|e| e >= at.saturating_sub(LEEWAY_SECS)));
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

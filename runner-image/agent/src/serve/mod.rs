@@ -98,7 +98,7 @@ pub enum ServeError {
     Allowlist(#[from] AllowlistError),
     #[error(transparent)]
     Kube(crate::kube::client::ClientError),
-    #[error("--lease-duration {0}: must be a number of seconds of at least 1")]
+    #[error("--lease-duration {0}: must be a number of seconds from 1 to 3600")]
     LeaseDuration(f64),
     #[error("--lease: {0}")]
     Lease(#[source] LeaderError),
@@ -135,12 +135,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// The longest `--lease-duration`: a standby waits this long after a crash,
+/// and the election's deadlines must stay far from overflowing.
+pub const MAX_LEASE_DURATION: Duration = Duration::from_secs(3600);
+
 /// The Lease timing for `--lease-duration`: client-go's 15 s / 10 s / 2 s,
 /// scaled.
 pub fn lease_timing(seconds: f64) -> Result<(Duration, Duration, Duration), ServeError> {
     let lease = Duration::try_from_secs_f64(seconds)
         .ok()
-        .filter(|d| *d >= Duration::from_secs(1))
+        .filter(|d| (Duration::from_secs(1)..=MAX_LEASE_DURATION).contains(d))
         .ok_or(ServeError::LeaseDuration(seconds))?;
     Ok((lease, lease.mul_f64(10.0 / 15.0), lease.mul_f64(2.0 / 15.0)))
 }
@@ -312,11 +316,46 @@ mod tests {
         assert_eq!(lease, Duration::from_secs(3));
         assert_eq!(renew, Duration::from_secs(2));
         assert!((retry.as_secs_f64() - 0.4).abs() < 1e-9);
-        for bad in [0.5, 0.0, -1.0, f64::NAN] {
+        for bad in [
+            0.5,
+            0.0,
+            -1.0,
+            f64::NAN,
+            3600.5,
+            1e15,
+            1.8e19,
+            f64::INFINITY,
+        ] {
             assert!(
                 matches!(lease_timing(bad), Err(ServeError::LeaseDuration(_))),
                 "{bad}"
             );
+        }
+    }
+
+    /// Any `--lease-duration`: timings the election can add to an
+    /// `Instant`, or the setting's error.
+    #[test]
+    fn any_lease_duration_gives_usable_timing_or_an_error() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let mut runner = TestRunner::new(Config {
+            cases: 10_000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let value = prop_oneof![any::<f64>(), -1.0..5_000.0f64, 1e4..1e20f64];
+        let result = runner.run(&value, |seconds| {
+            if let Ok((lease, renew, retry)) = lease_timing(seconds) {
+                prop_assert!(retry < renew && renew < lease);
+                prop_assert!(std::time::Instant::now().checked_add(lease).is_some());
+                prop_assert!(lease.as_secs().checked_add(1).is_some());
+                prop_assert!(lease <= MAX_LEASE_DURATION);
+            }
+            Ok(())
+        });
+        if let Err(failure) = result {
+            panic!("{failure}");
         }
     }
 

@@ -87,7 +87,9 @@ impl Executor {
         // Drain bounds itself, to report which pods a budget blocked; the
         // grace keeps this outer bound from cutting that report off.
         let bound = match action.verb {
-            Verb::Drain => action.timeout + std::time::Duration::from_secs(5),
+            Verb::Drain => action
+                .timeout
+                .saturating_add(std::time::Duration::from_secs(5)),
             _ => action.timeout,
         };
         let result = match tokio::time::timeout(bound, run).await {
@@ -221,6 +223,13 @@ pub fn validate(action: &Action) -> Result<(), ActionError> {
         }
         _ => {}
     }
+    if action.timeout.is_zero() || action.timeout > super::action::MAX_TIMEOUT {
+        return Err(ActionError::BadInput(format!(
+            "the timeout must be more than 0 and at most {}s; got {}s",
+            super::action::MAX_TIMEOUT.as_secs(),
+            action.timeout.as_secs()
+        )));
+    }
     if action.verb == Verb::Scale && action.replicas.is_none_or(|r| r < 0) {
         return Err(ActionError::BadInput(
             "`scale` needs --replicas N (0 or more)".into(),
@@ -305,5 +314,27 @@ mod tests {
             2
         );
         assert!(validate(&Action::new(Verb::List, Resource::Pods)).is_ok());
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        use std::time::Duration;
+        let drain = |timeout| {
+            let mut action = Action::new(Verb::Drain, Resource::Nodes).named("n");
+            action.timeout = timeout;
+            action
+        };
+        for bad in [
+            Duration::ZERO,
+            crate::kube::action::MAX_TIMEOUT + Duration::from_secs(1),
+            Duration::from_secs(1 << 63),
+            Duration::MAX,
+        ] {
+            let e = err(drain(bad));
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert!(e.to_string().contains("timeout"), "{e}");
+        }
+        assert!(validate(&drain(crate::kube::action::MAX_TIMEOUT)).is_ok());
+        assert!(validate(&drain(Duration::from_secs(1))).is_ok());
     }
 }

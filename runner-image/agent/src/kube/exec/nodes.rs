@@ -133,7 +133,11 @@ pub async fn drain(client: &Client, action: &Action, target: &Target) -> Result<
         .map_err(kube_err(action))?;
     let mut pending: Vec<Pod> = on_node.items.into_iter().filter(evictable).collect();
     let version = eviction_version(client).await;
-    let deadline = tokio::time::Instant::now() + action.timeout;
+    // `validate` bounds the timeout; saturate anyway rather than panic.
+    let start = tokio::time::Instant::now();
+    let deadline = start
+        .checked_add(action.timeout)
+        .unwrap_or_else(|| start + crate::kube::action::MAX_TIMEOUT);
     let mut evicted: Vec<Touched> = Vec::new();
     let mut blocked: Vec<(String, String)> = Vec::new();
     loop {

@@ -196,7 +196,7 @@ pub fn rollout_progress(kind: &str, obj: &Value) -> Result<(), String> {
             } else if total > updated {
                 Err(format!(
                     "{} old replicas pending termination",
-                    total - updated
+                    total.saturating_sub(updated)
                 ))
             } else if available < updated {
                 Err(format!(
@@ -399,6 +399,16 @@ mod tests {
         assert!(rollout_progress("Deployment", &d(2, 2, 2, 2, 2)).is_ok());
         let ds = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberAvailable": 3}});
         assert!(rollout_progress("DaemonSet", &ds).is_ok());
+    }
+
+    #[test]
+    fn rollout_progress_survives_absurd_counts() {
+        let d = json!({"metadata": {"generation": 1}, "spec": {"replicas": i64::MIN},
+                       "status": {"observedGeneration": 1, "updatedReplicas": i64::MIN, "replicas": i64::MAX}});
+        assert_eq!(
+            rollout_progress("Deployment", &d).unwrap_err(),
+            format!("{} old replicas pending termination", i64::MAX)
+        );
     }
 
     #[test]
