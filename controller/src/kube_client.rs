@@ -1,5 +1,6 @@
 //! The controller's Kubernetes client: kube's default stack plus one layer
-//! that rate-limits and counts every request.
+//! that rate-limits and counts every request, and refuses writes once the
+//! process no longer leads (its [`Fence`] closed).
 //!
 //! The limit is client-go's token bucket (`qps` sustained, `burst` on top),
 //! shared by every clone of the client: a controller reconciling hundreds of
@@ -7,6 +8,12 @@
 //! waits; it never fails. Each request is counted in
 //! [`Metrics::kube_request`] with the verb and resource the API server would
 //! see, derived from the method and path by [`classify`].
+//!
+//! The fence is checked after the token wait, right before the request
+//! goes out: a write queued behind the rate limit while the process was
+//! paused (SIGSTOP, a frozen node) must not reach the API server when the
+//! process wakes up after a standby took over. A refused write fails with
+//! [`NotLeading`] (kube's `Error::Service`).
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -18,7 +25,9 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Method, Request};
 use kube::client::ClientBuilder;
+use tower::BoxError;
 
+use crate::leader::Fence;
 use crate::metrics::Metrics;
 
 /// How fast the controller may talk to the API server.
@@ -63,16 +72,46 @@ pub enum KubeClientError {
     },
 }
 
+/// A write refused because the process no longer leads.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "not sending {verb} {resource}: this process no longer holds the leader Lease (another replica may lead); it stops writing and exits"
+)]
+pub struct NotLeading {
+    pub verb: &'static str,
+    pub resource: String,
+}
+
+/// Whether a request must pass the fence: every write, except to Leases
+/// (the election itself writes them while not leading).
+pub fn fenced(kind: &RequestKind) -> bool {
+    matches!(
+        kind.verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    ) && kind.resource != "leases"
+}
+
 /// Builds the controller's client from `config`, rate-limited by `opts` and
-/// counted in `metrics`.
+/// counted in `metrics`; never fenced.
 pub fn build(
     config: kube::Config,
     opts: &KubeClientOptions,
     metrics: Metrics,
 ) -> Result<kube::Client, KubeClientError> {
+    build_fenced(config, opts, metrics, Fence::unfenced())
+}
+
+/// [`build`], refusing writes (see [`fenced`]) once `fence` closes.
+pub fn build_fenced(
+    config: kube::Config,
+    opts: &KubeClientOptions,
+    metrics: Metrics,
+    fence: Fence,
+) -> Result<kube::Client, KubeClientError> {
     let layer = RequestLayer {
         limiter: limiter(opts)?,
         metrics,
+        fence,
     };
     Ok(ClientBuilder::try_from(config)
         .map_err(KubeClientError::Build)?
@@ -86,10 +125,19 @@ pub async fn infer(
     opts: &KubeClientOptions,
     metrics: Metrics,
 ) -> Result<kube::Client, KubeClientError> {
+    infer_fenced(opts, metrics, Fence::unfenced()).await
+}
+
+/// [`infer`], fenced as [`build_fenced`].
+pub async fn infer_fenced(
+    opts: &KubeClientOptions,
+    metrics: Metrics,
+    fence: Fence,
+) -> Result<kube::Client, KubeClientError> {
     let config = kube::Config::infer()
         .await
         .map_err(KubeClientError::Infer)?;
-    build(config, opts, metrics)
+    build_fenced(config, opts, metrics, fence)
 }
 
 /// The token bucket for `opts`, or `None` for unlimited.
@@ -124,6 +172,7 @@ fn limiter(
 struct RequestLayer {
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     metrics: Metrics,
+    fence: Fence,
 }
 
 impl<S> tower::Layer<S> for RequestLayer {
@@ -136,6 +185,7 @@ impl<S> tower::Layer<S> for RequestLayer {
             waiting: None,
             permitted: false,
             metrics: self.metrics.clone(),
+            fence: self.fence.clone(),
         }
     }
 }
@@ -153,15 +203,21 @@ struct RequestService<S> {
     /// A token was taken for the next `call`.
     permitted: bool,
     metrics: Metrics,
+    fence: Fence,
 }
+
+type Responding<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
 
 impl<S, B> tower::Service<Request<B>> for RequestService<S>
 where
     S: tower::Service<Request<B>>,
+    S::Response: Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
 {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Error = BoxError;
+    type Future = Responding<S::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if !self.permitted {
@@ -175,7 +231,7 @@ where
             }
             self.permitted = true;
         }
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
@@ -185,8 +241,17 @@ where
             request.uri().path(),
             request.uri().query(),
         );
+        if fenced(&kind) && !self.fence.is_leading() {
+            tracing::debug!(verb = kind.verb, resource = %kind.resource, "write refused: no longer leading");
+            let refused = NotLeading {
+                verb: kind.verb,
+                resource: kind.resource,
+            };
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
         self.metrics.kube_request(kind.verb, &kind.resource);
-        self.inner.call(request)
+        let response = self.inner.call(request);
+        Box::pin(async move { response.await.map_err(Into::into) })
     }
 }
 

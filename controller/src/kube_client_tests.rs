@@ -385,3 +385,76 @@ async fn waits_for_tokens_over_the_limit() {
         [(("get".to_owned(), "namespaces".to_owned()), 10)].into()
     );
 }
+
+#[test]
+fn only_writes_other_than_leases_are_fenced() {
+    let kind = |verb: &'static str, resource: &str| RequestKind {
+        verb,
+        resource: resource.to_owned(),
+    };
+    // (verb, resource, fenced)
+    let table = [
+        ("create", "pods", true),
+        ("create", "secrets", true),
+        ("patch", "runnerscalesets/status", true),
+        ("update", "runnerscalesets", true),
+        ("delete", "pods", true),
+        ("deletecollection", "pods", true),
+        ("create", "events", true),
+        ("get", "pods", false),
+        ("list", "pods", false),
+        ("watch", "pods", false),
+        ("create", "leases", false),
+        ("update", "leases", false),
+        ("get", "", false),
+    ];
+    for (verb, resource, expected) in table {
+        assert_eq!(fenced(&kind(verb, resource)), expected, "{verb} {resource}");
+    }
+}
+
+#[tokio::test]
+async fn a_closed_fence_refuses_writes_after_the_token_wait_but_not_reads() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::PostParams;
+
+    let (ns, config) = sandbox_config().await;
+    let metrics = Metrics::new();
+    let (open_until, until) =
+        tokio::sync::watch::channel(Some(tokio::time::Instant::now() + Duration::from_secs(60)));
+    // One token per second, none spare: the second create waits for its
+    // token, and the fence closes while it waits.
+    let opts = KubeClientOptions { qps: 1.0, burst: 1 };
+    let client =
+        build_fenced(config, &opts, metrics.clone(), Fence::from_channel(until)).expect("client");
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, ns.name());
+    let cm = |name: &str| ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    api.create(&PostParams::default(), &cm("first"))
+        .await
+        .expect("a write while leading");
+    let (params, queued_cm) = (PostParams::default(), cm("queued"));
+    let (queued, ()) = tokio::join!(api.create(&params, &queued_cm), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open_until.send_replace(None);
+    });
+    let error = queued.expect_err("a write queued while leading, sent after the loss");
+    assert!(
+        error
+            .to_string()
+            .contains("no longer holds the leader Lease"),
+        "{error}"
+    );
+    assert!(api.get_opt("queued").await.expect("a read").is_none());
+    assert!(api.get_opt("first").await.expect("a read").is_some());
+    assert_eq!(
+        metrics.kube_writes(),
+        [(("create".to_owned(), "configmaps".to_owned()), 1)].into()
+    );
+}

@@ -13,7 +13,9 @@ use anyhow::Context as _;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use runway_controller::github::{HostRateLimiter, RateLimit, RateLimits};
 use runway_controller::kube_client::{self, KubeClientOptions};
-use runway_controller::leader::{LeaderElector, controller_config, default_identity};
+use runway_controller::leader::{
+    Fence, LeaderElector, Leadership, controller_config, default_identity,
+};
 use runway_controller::manager::{self, ManagerOptions};
 use runway_controller::metrics::{self, Metrics};
 use runway_controller::runner::pod::SidecarSupport;
@@ -251,6 +253,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None
     };
 
+    // Everything a leader writes goes through a client of its own, fenced:
+    // once the Lease may be someone else's (renew deadline passed, lost,
+    // released) it refuses writes, even those queued behind its rate limit
+    // while the process was paused. Its own rate limit also keeps Lease
+    // renewals (on `kube`) from queueing behind a burst of pod creates.
+    let fence = leadership
+        .as_ref()
+        .map_or_else(Fence::unfenced, Leadership::fence);
+    let writer = kube_client::infer_fenced(&kube_options, metrics.clone(), fence.clone())
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+
     // dind as a native sidecar where the API server runs them (1.29+).
     let version = kube
         .apiserver_version()
@@ -261,6 +275,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut supervisor = SupervisorOptions {
         status_interval,
         metrics: Some(metrics.clone()),
+        fence,
         ..SupervisorOptions::default()
     };
     supervisor.github.transport.metrics = Some(metrics.clone());
@@ -297,7 +312,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = lost_tx.send(was_lost);
         leadership
     });
-    manager::run(kube, opts, manager_stop).await?;
+    manager::run(writer, opts, manager_stop).await?;
     let was_lost = lost.await.unwrap_or(false);
     let leadership = watcher.await.context("the leader watch panicked")?;
     if was_lost {

@@ -3,7 +3,9 @@
 //! hands over at once, an abandoned Lease is taken after it expires, and a
 //! leader notices when someone else takes its Lease.
 //!
-//! Timing: lease 2 s, renew deadline 1.5 s, retry period 200 ms.
+//! Timing: lease 2 s, renew deadline 1.5 s, retry period 200 ms; except the
+//! last test, two real controller processes with their default timing
+//! (lease 15 s, renew deadline 10 s), on a stage of their own.
 
 use std::time::{Duration, Instant};
 
@@ -227,4 +229,269 @@ async fn shutdown_stops_a_waiting_candidate() {
         .expect("standby task");
     assert!(outcome.is_none());
     first.release().await;
+}
+
+/// What the monitor saw at one moment: the session id the RunnerScaleSet
+/// status records, and the scale set's sessions on the fake (id, owner).
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    recorded: Option<String>,
+    sessions: Vec<(String, String)>,
+}
+
+/// Two real controller processes on one stage; the leader is paused
+/// (SIGSTOP) in the middle of a burst of runner creations, long enough for
+/// its Lease to expire and the standby to take over, then woken (SIGCONT):
+/// the dangerous case, a leader that resumes mid-pass with writes queued.
+/// Throughout: never more live runner pods than maxRunners, one session at
+/// a time and none of the old leader's once it wakes, the new leader's
+/// session id never replaced in the status; at the end every job served
+/// and no pod, JIT Secret or registration left over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_that_wakes_after_the_hand_over_writes_nothing() {
+    use std::collections::BTreeSet;
+
+    use kube::api::DynamicObject;
+    use nix::sys::signal::Signal;
+    use runway_sandbox::play::{PlayOptions, PodWatch};
+    use runway_sandbox::stage::{Stage, StageOptions, runner_scale_set_resource};
+
+    const MAX: usize = 12;
+    const JOBS: usize = 2 * MAX;
+    /// The old leader's session owner (no POD_NAME) and the standby's.
+    const OLD_OWNER: &str = "runway-controller";
+    const STANDBY: &str = "standby";
+
+    let options = StageOptions {
+        sandbox: format!("fence-{}", std::process::id()),
+        namespace: "runway-fence".into(),
+        scale_set: "fence".into(),
+        min_runners: 0,
+        max_runners: MAX as i32,
+        // Slow enough that a burst of runners takes seconds: the pause
+        // lands in the middle of the leader's creations.
+        kube_qps: 5,
+        kube_burst: 5,
+        leader_elect: true,
+        status_interval_secs: None,
+        long_poll: Duration::from_secs(2),
+    };
+    let stage = Stage::start(&options).await.expect("the stage starts");
+    let standby = stage.spawn_controller(STANDBY).expect("the standby starts");
+    let leases: Api<Lease> = Api::namespaced(stage.client.clone(), &stage.namespace);
+    let holder_now = || async {
+        let lease = leases.get("runway-controller").await.ok()?;
+        holder(&lease)
+    };
+    let first_holder = holder_now().await.expect("the first controller leads");
+    assert!(
+        !first_holder.starts_with(STANDBY),
+        "the stage's controller leads: {first_holder}"
+    );
+
+    let pods = PodWatch::start(stage.client.clone(), &stage.namespace, &stage.scale_set);
+    let rss: Api<DynamicObject> = Api::namespaced_with(
+        stage.client.clone(),
+        &stage.namespace,
+        &runner_scale_set_resource(),
+    );
+    let (stop_monitor, stop_rx) = watch::channel(false);
+    let monitor = {
+        let (rss, fake, name, id) = (
+            rss.clone(),
+            stage.fake.clone(),
+            stage.scale_set.clone(),
+            stage.scale_set_id,
+        );
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let stop = *stop_rx.borrow();
+                if stop {
+                    break;
+                }
+                let recorded = match rss.get(&name).await {
+                    Ok(object) => object.data["status"]["sessionId"]
+                        .as_str()
+                        .map(str::to_owned),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let sessions = fake
+                    .snapshot()
+                    .sessions
+                    .into_iter()
+                    .filter(|s| s.scale_set_id == id)
+                    .map(|s| (s.session_id, s.owner_name))
+                    .collect();
+                seen.push(Seen {
+                    at: Instant::now(),
+                    recorded,
+                    sessions,
+                });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        })
+    };
+
+    // The burst; pause the leader once its first runners exist.
+    stage.queue_jobs(JOBS).expect("queue the jobs");
+    stage
+        .until(
+            "the leader's first runner pods",
+            Duration::from_secs(60),
+            || async { (pods.first_seen().len() >= 3).then_some(()) },
+        )
+        .await
+        .expect("runner pods");
+    stage
+        .controller()
+        .signal(Signal::SIGSTOP)
+        .expect("pause the leader");
+    let paused = Instant::now();
+    let pods_at_pause = pods.first_seen().len();
+
+    let new_holder = runway_sandbox::wait::until(
+        "the standby to take the Lease",
+        Duration::from_secs(60),
+        || async { holder_now().await.filter(|h| h.starts_with(STANDBY)) },
+    )
+    .await
+    .expect("the standby leads");
+    let failover = paused.elapsed();
+    // The standby runs its pass and records its session.
+    stage
+        .until(
+            "the standby's session in the status",
+            Duration::from_secs(60),
+            || async {
+                let recorded = rss.get(&stage.scale_set).await.ok()?.data["status"]["sessionId"]
+                    .as_str()?
+                    .to_owned();
+                let snapshot = stage.fake.snapshot();
+                snapshot
+                    .sessions
+                    .iter()
+                    .any(|s| s.session_id == recorded && s.owner_name == STANDBY)
+                    .then_some(())
+            },
+        )
+        .await
+        .expect("the standby listens");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let live_before_wake = pods.census().live();
+
+    // Wake the old leader: it finds its Lease gone and must exit without
+    // another write.
+    stage
+        .controller()
+        .signal(Signal::SIGCONT)
+        .expect("wake the old leader");
+    let woken = Instant::now();
+    runway_sandbox::wait::until(
+        "the old leader to exit",
+        Duration::from_secs(60),
+        || async { (!stage.controller().is_running()).then_some(()) },
+    )
+    .await
+    .expect("the old leader exits");
+    let exited_after = woken.elapsed();
+    // Whatever it still had queued would have landed by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let peak_before_play = pods.peak_live();
+
+    // Serve every job.
+    let player = stage.player(PlayOptions {
+        start_delay: Duration::from_millis(200),
+        job_duration: Duration::from_millis(500),
+        ..PlayOptions::default()
+    });
+    let served = runway_sandbox::wait::until(
+        "every job done and nothing left over",
+        Duration::from_secs(180),
+        || async {
+            let jobs = stage.job_counts();
+            let left = stage.leftovers().await.ok()?;
+            (jobs.done >= JOBS
+                && jobs.open() == 0
+                && left.pods.is_empty()
+                && left.jit_secrets.is_empty()
+                && left.registrations.is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = served {
+        panic!(
+            "{e}: jobs {:?}, left {:?}, player {:?}",
+            stage.job_counts(),
+            stage.leftovers().await.ok(),
+            player.stats()
+        );
+    }
+    player.stop();
+    stop_monitor.send_replace(true);
+    let seen = monitor.await.expect("the monitor");
+    assert!(standby.is_running(), "the standby still leads");
+
+    let most_sessions = seen.iter().map(|s| s.sessions.len()).max().unwrap_or(0);
+    let old_sessions_after_wake: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.at >= woken && s.sessions.iter().any(|(_, owner)| owner == OLD_OWNER))
+        .collect();
+    // From the first sample where the status records the standby's session,
+    // it records a session of the standby's in every later sample.
+    let standby_sessions: BTreeSet<&str> = seen
+        .iter()
+        .flat_map(|s| &s.sessions)
+        .filter(|(_, owner)| owner == STANDBY)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let first = seen
+        .iter()
+        .position(|s| {
+            s.recorded
+                .as_deref()
+                .is_some_and(|r| standby_sessions.contains(r))
+        })
+        .expect("the standby's session was recorded");
+    let replaced: Vec<(Duration, Option<&str>)> = seen[first..]
+        .iter()
+        .filter(|s| {
+            !s.recorded
+                .as_deref()
+                .is_some_and(|r| standby_sessions.contains(r))
+        })
+        .map(|s| (s.at.saturating_duration_since(woken), s.recorded.as_deref()))
+        .collect();
+    let peak = pods.peak_live();
+    eprintln!(
+        "hand-over: {pods_at_pause} pods at the pause, failover to {new_holder} in {:.1} s, \
+         {live_before_wake} live before the wake, old leader exited {:.1} s after waking; \
+         peak live pods {peak_before_play} before playing, {peak} overall (max {MAX}); \
+         at most {most_sessions} session(s) at once; {} samples",
+        failover.as_secs_f64(),
+        exited_after.as_secs_f64(),
+        seen.len()
+    );
+    assert!(
+        peak <= MAX,
+        "at most maxRunners={MAX} live runner pods, saw {peak} ({peak_before_play} before the jobs were played)"
+    );
+    assert!(
+        most_sessions <= 1,
+        "one session at a time, saw {most_sessions}"
+    );
+    assert!(
+        old_sessions_after_wake.is_empty(),
+        "the old leader opened no session after waking: {old_sessions_after_wake:?}"
+    );
+    assert!(
+        replaced.is_empty(),
+        "the new leader's session id stays in the status; replaced at (time after the wake, value): {replaced:?}"
+    );
 }

@@ -303,3 +303,51 @@ async fn status_checkpoint_saves_session_and_last_message_id() {
     assert_eq!(second.last_message_id, Some(9));
     assert_eq!(second.scale_set_id, Some(42));
 }
+
+/// A stale leader's late checkpoint (its session, a later message id) must
+/// not replace the session id a newer leader recorded since; the newer
+/// leader's own checkpoints go on.
+#[tokio::test]
+async fn a_stale_checkpoint_never_replaces_a_newer_leaders_session() {
+    use kube::Api;
+    use kube::api::{Patch, PatchParams, PostParams};
+    use runway_controller::crd;
+    use runway_controller::listener::Checkpoint;
+    use runway_controller::scale_set::StatusCheckpoint;
+
+    let ns = runway_sandbox::test_namespace().await;
+    runway_sandbox::apply_crd(&ns.client(), &crd::crd())
+        .await
+        .expect("install the RunnerScaleSet CRD");
+    let fake = common::start_fake().await;
+    let api: Api<RunnerScaleSet> = ns.api();
+    let mut rss = object(&fake, ns.name(), "handover", "ignored", None, &[]);
+    rss.metadata.uid = None;
+    api.create(&PostParams::default(), &rss)
+        .await
+        .expect("create the RunnerScaleSet");
+    let status = serde_json::json!({ "status": { "scaleSetId": 42 } });
+    api.patch_status("handover", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("set status.scaleSetId");
+
+    // The old leader records its session.
+    let old = StatusCheckpoint::new(api.clone(), "handover");
+    old.save(Some("session-old"), 5).await.expect("old leader");
+    // The new leader resumed from it, replaced it, recorded its own.
+    let new = StatusCheckpoint::new(api.clone(), "handover").recorded(Some("session-old".into()));
+    new.save(Some("session-new"), 5).await.expect("new leader");
+    // The old leader wakes up: a late message id, then its close.
+    assert!(old.save(Some("session-old"), 8).await.is_err());
+    assert!(old.save(None, 8).await.is_err());
+    let after = api.get_status("handover").await.expect("read").status.expect("a status");
+    assert_eq!(after.session_id.as_deref(), Some("session-new"));
+    assert_eq!(after.last_message_id, Some(5));
+    assert_eq!(after.scale_set_id, Some(42));
+    // The new leader goes on, and closes its session.
+    new.save(Some("session-new"), 9).await.expect("new leader goes on");
+    new.save(None, 9).await.expect("new leader closes");
+    let closed = api.get_status("handover").await.expect("read").status.expect("a status");
+    assert_eq!(closed.session_id, None);
+    assert_eq!(closed.last_message_id, Some(9));
+}

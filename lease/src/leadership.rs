@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::decide::{Decision, LeaseRecord, Observed, claim, decide, observe, released};
-use crate::{Failure, LeaseApi, jittered};
+use crate::{Failure, Fence, LeaseApi, jittered};
 
 /// This process holds the Lease. A background task renews it every retry
 /// period until [`Leadership::release`]; dropping the value stops renewing
@@ -20,6 +20,8 @@ use crate::{Failure, LeaseApi, jittered};
 pub struct Leadership {
     lease: Arc<LeaseApi>,
     lost: watch::Receiver<bool>,
+    /// Until when the leadership holds (see [`Fence`]).
+    valid: watch::Receiver<Option<Instant>>,
     stop: Option<oneshot::Sender<()>>,
     renewer: Option<JoinHandle<Option<Lease>>>,
 }
@@ -27,11 +29,17 @@ pub struct Leadership {
 impl Leadership {
     pub(crate) fn start(lease: Arc<LeaseApi>, written: Lease, renewed_at: Instant) -> Self {
         let (lost_tx, lost) = watch::channel(false);
+        let (valid_tx, valid) = watch::channel(Some(renewed_at + lease.cfg.renew_deadline));
         let (stop, stop_rx) = oneshot::channel();
-        let renewer = tokio::spawn(renew(lease.clone(), written, renewed_at, lost_tx, stop_rx));
+        let signals = Signals {
+            lost: lost_tx,
+            valid: valid_tx,
+        };
+        let renewer = tokio::spawn(renew(lease.clone(), written, renewed_at, signals, stop_rx));
         Leadership {
             lease,
             lost,
+            valid,
             stop: Some(stop),
             renewer: Some(renewer),
         }
@@ -40,6 +48,14 @@ impl Leadership {
     /// Our `holderIdentity`.
     pub fn identity(&self) -> &str {
         &self.lease.cfg.identity
+    }
+
+    /// A cheap check for every writer: true until `renew_deadline` after
+    /// the last renewal, false once lost, released or dropped. It turns
+    /// false on time even when the renewer has not run yet (a process
+    /// woken from a pause).
+    pub fn fence(&self) -> Fence {
+        Fence::from_channel(self.valid.clone())
     }
 
     /// Resolves once leadership is lost: a renewal kept failing for longer
@@ -141,13 +157,35 @@ async fn give_up(lease: &LeaseApi, mut last: Lease) -> Result<bool, Failure> {
     Err(Failure::Transient("the Lease kept changing".into()))
 }
 
+/// What the renewer tells the [`Leadership`]: lost, and valid until when.
+struct Signals {
+    lost: watch::Sender<bool>,
+    valid: watch::Sender<Option<Instant>>,
+}
+
 /// The renewer: every retry period, writes a new renewTime over our last
 /// write. Returns our last write when asked to stop, `None` once lost.
+/// Closes the fence on either.
 async fn renew(
     lease: Arc<LeaseApi>,
+    last: Lease,
+    renewed_at: Instant,
+    signals: Signals,
+    stop: oneshot::Receiver<()>,
+) -> Option<Lease> {
+    let outcome = renew_until_stopped(&lease, last, renewed_at, &signals, stop).await;
+    signals.valid.send_replace(None);
+    if outcome.is_none() {
+        let _ = signals.lost.send(true);
+    }
+    outcome
+}
+
+async fn renew_until_stopped(
+    lease: &Arc<LeaseApi>,
     mut last: Lease,
     mut renewed_at: Instant,
-    lost: watch::Sender<bool>,
+    signals: &Signals,
     mut stop: oneshot::Receiver<()>,
 ) -> Option<Lease> {
     let cfg = lease.cfg.clone();
@@ -158,7 +196,7 @@ async fn renew(
             holder = holder.unwrap_or(""), reason,
             "leader election: lost the Lease; this process no longer leads"
         );
-        let _ = lost.send(true);
+        signals.valid.send_replace(None);
     };
     loop {
         let deadline = renewed_at + cfg.renew_deadline;
@@ -176,12 +214,15 @@ async fn renew(
         let attempt = tokio::select! {
             biased;
             _ = &mut stop => return Some(last),
-            attempt = tokio::time::timeout_at(deadline, renew_once(&lease, &last)) => attempt,
+            attempt = tokio::time::timeout_at(deadline, renew_once(lease, &last)) => attempt,
         };
         match attempt {
             Ok(Ok(Renewal::Renewed(written))) => {
                 last = written;
                 renewed_at = sent;
+                signals
+                    .valid
+                    .send_replace(Some(renewed_at + cfg.renew_deadline));
             }
             Ok(Ok(Renewal::Lost(holder))) => {
                 lose("another process holds the Lease", holder.as_deref());

@@ -33,8 +33,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 mod decide;
+mod fence;
 mod leadership;
 
+pub use fence::Fence;
 pub use leadership::Leadership;
 
 use decide::{Decision, JITTER, LeaseRecord, Observed, claim, decide, observe};

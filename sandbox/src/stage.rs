@@ -103,6 +103,9 @@ pub struct Stage {
     /// The scale set's id on the fake (from `status.scaleSetId`).
     pub scale_set_id: i64,
     pub controller_binary: PathBuf,
+    /// How the controller was started: [`Stage::spawn_controller`] starts
+    /// more like it.
+    controller_options: ControllerOptions,
     plane: PlaneGuard,
 }
 
@@ -263,6 +266,7 @@ impl Stage {
             scale_set: options.scale_set.clone(),
             scale_set_id: 0,
             controller_binary,
+            controller_options,
             plane,
         };
         let within = Duration::from_secs(90);
@@ -284,6 +288,26 @@ impl Stage {
             })
             .await?;
         Ok(stage)
+    }
+
+    /// Starts one more controller like the stage's (leader election on,
+    /// same Lease), with `POD_NAME` `name`, logging to `<name>.log` next to
+    /// the first one's. The caller stops it (dropping it does).
+    pub fn spawn_controller(&self, name: &str) -> Result<ControllerProcess, StageError> {
+        let mut options = self.controller_options.clone();
+        options.log = self.plane.0.logs_dir().join(format!("{name}.log"));
+        options.metrics_port = crate::process::free_port().map_err(|source| StageError::Io {
+            what: "picking a free port for /metrics",
+            source,
+        })?;
+        options.pod_name = Some(name.to_owned());
+        let controller = ControllerProcess::spawn(&options)?;
+        eprintln!(
+            "runway-controller {name} pid {}, log {}",
+            controller.pid(),
+            controller.log_path().display()
+        );
+        Ok(controller)
     }
 
     pub fn controller(&self) -> &ControllerProcess {

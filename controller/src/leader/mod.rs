@@ -3,7 +3,9 @@
 //! lives in the `runway-lease` crate, shared with `runway serve`; the
 //! controller labels the Lease it creates with [`controller_config`].
 
-pub use runway_lease::{LeaderConfig, LeaderElector, LeaderError, Leadership, default_identity};
+pub use runway_lease::{
+    Fence, LeaderConfig, LeaderElector, LeaderError, Leadership, default_identity,
+};
 
 use crate::runner::{MANAGED_BY, MANAGED_BY_LABEL};
 

@@ -50,6 +50,7 @@ use super::{EnsureError, Owner, SharedConditions, StatusCheckpoint, ensure_scale
 use crate::conditions::{CONDITION_LISTENING, CONDITION_READY, condition, merge};
 use crate::crd::{self, RunnerScaleSet, SpecError};
 use crate::github::{self, ActionsClient, ClientOptions, ConfigError, CredentialsError};
+use crate::leader::Fence;
 use crate::listener::{self, Backoff, Limits, Listener, ListenerConfig, ListenerError, Resume};
 use crate::metrics::Metrics;
 use crate::runner::reconcile::{GitHubCalls, KubeWrites, RunnerCondition};
@@ -89,6 +90,9 @@ pub struct SupervisorOptions {
     /// Where to publish the running [`Totals`] (metrics, tests); `None`
     /// keeps them to the supervisor.
     pub totals: Option<watch::Sender<Totals>>,
+    /// Open while this process leads: no pass, checkpoint or status write
+    /// once it closes (the Kubernetes client refuses writes too).
+    pub fence: Fence,
 }
 
 /// A supervisor's GitHub client, for whoever cleans up after it.
@@ -120,6 +124,7 @@ impl Default for SupervisorOptions {
             metrics: None,
             client_slot: None,
             totals: None,
+            fence: Fence::unfenced(),
         }
     }
 }
@@ -366,7 +371,9 @@ pub async fn run_scale_set(
     };
     let checkpoint = StatusCheckpoint::new(scale_sets.clone(), owner.name.clone())
         .every(opts.status_interval)
-        .with_conditions(shared_conditions.clone());
+        .with_conditions(shared_conditions.clone())
+        .recorded(resume.session_id.clone())
+        .fenced(opts.fence.clone());
     let mut listener = Listener::new(client.clone(), checkpoint, config, demand_tx);
     if let Some(metrics) = &opts.metrics {
         listener = listener.with_metrics(metrics.clone());
@@ -390,6 +397,7 @@ pub async fn run_scale_set(
         totals: Totals::default(),
         publish: opts.totals.clone(),
         skipped_reported: 0,
+        fence: opts.fence.clone(),
         gauges: opts.metrics.as_ref().map(|m| {
             let series = m.scale_set(&owner_ns, &owner_name);
             series.set_limits(
@@ -480,6 +488,7 @@ struct Supervisor {
     publish: Option<watch::Sender<Totals>>,
     /// The listener's `skipped_total` already reported as Events.
     skipped_reported: u64,
+    fence: Fence,
     gauges: Option<Gauges>,
 }
 
@@ -561,6 +570,12 @@ impl Supervisor {
     /// One reconcile pass and the status summary; returns when to pass
     /// again at the latest.
     async fn pass(&mut self, rss: &RunnerScaleSet, demand: &runner::Demand) -> Duration {
+        // A process that no longer leads only waits to be stopped: its
+        // demand may be stale, and a standby may already run the pods.
+        if !self.fence.is_leading() {
+            tracing::debug!(scale_set = %self.owner.name, "not leading: no runner pass");
+            return self.resync.max(MIN_REQUEUE);
+        }
         self.totals.passes += 1;
         let wait = match reconcile_runners(&self.ctx, rss, demand).await {
             Ok(outcome) => {
@@ -600,6 +615,9 @@ impl Supervisor {
     /// Events people read in `kubectl describe rss`: see [`scale_events`].
     async fn record_events(&mut self, rss: &RunnerScaleSet, outcome: &runner::Outcome) {
         for (type_, reason, note) in scale_events(outcome) {
+            if !self.fence.is_leading() {
+                return;
+            }
             self.totals.kube.events += 1;
             self.ctx.event(rss, type_, reason, "Scale", note).await;
         }
@@ -646,6 +664,11 @@ impl Supervisor {
         let summary = Summary::of(desired, &pods, demand);
         let conditions = (!updates.is_empty()).then(|| merge(&lock(&self.conditions), updates));
         if self.written == Some(summary) && conditions.is_none() {
+            return None;
+        }
+        // The counts of a process that lost the Lease while listing must
+        // not replace what the new leader records.
+        if !self.fence.is_leading() {
             return None;
         }
         let patch = StatusPatch {

@@ -46,6 +46,7 @@ pub fn options(totals: watch::Sender<Totals>) -> SupervisorOptions {
         metrics: None,
         client_slot: None,
         totals: Some(totals),
+        fence: Default::default(),
     }
 }
 

@@ -131,6 +131,9 @@ pub struct ControllerOptions {
     pub status_interval_secs: Option<u64>,
     /// Passed as `RUST_LOG`.
     pub rust_log: String,
+    /// Passed as `POD_NAME` (the session owner and the Lease identity's
+    /// prefix), to tell two controllers apart.
+    pub pod_name: Option<String>,
 }
 
 impl ControllerOptions {
@@ -149,6 +152,7 @@ impl ControllerOptions {
             status_interval_secs: None,
             // `RUNWAY_CONTROLLER_LOG` overrides, to debug a run.
             rust_log: std::env::var("RUNWAY_CONTROLLER_LOG").unwrap_or_else(|_| "info".into()),
+            pod_name: None,
         })
     }
 
@@ -204,7 +208,11 @@ impl ControllerProcess {
         }
         let out = std::fs::File::create(&options.log).map_err(log_error)?;
         let err = out.try_clone().map_err(log_error)?;
-        let child = Command::new(&options.binary)
+        let mut command = Command::new(&options.binary);
+        if let Some(name) = &options.pod_name {
+            command.env("POD_NAME", name);
+        }
+        let child = command
             .args(options.args())
             .env("KUBECONFIG", &options.kubeconfig)
             .env("RUST_LOG", &options.rust_log)
@@ -229,6 +237,16 @@ impl ControllerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `signal` (e.g. SIGSTOP and SIGCONT, to pause it as a frozen
+    /// node would).
+    pub fn signal(&self, signal: Signal) -> Result<(), ControllerError> {
+        let pid = self.pid();
+        kill(Pid::from_raw(pid as i32), signal).map_err(|e| ControllerError::Stop {
+            pid,
+            detail: format!("{signal}: {e}"),
+        })
     }
 
     pub fn log_path(&self) -> &Path {
@@ -396,6 +414,7 @@ mod tests {
             lease_namespace: None,
             status_interval_secs: None,
             rust_log: "info".into(),
+            pod_name: None,
         };
         assert_eq!(
             options.args().join(" "),
