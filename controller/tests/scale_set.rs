@@ -340,14 +340,26 @@ async fn a_stale_checkpoint_never_replaces_a_newer_leaders_session() {
     // The old leader wakes up: a late message id, then its close.
     assert!(old.save(Some("session-old"), 8).await.is_err());
     assert!(old.save(None, 8).await.is_err());
-    let after = api.get_status("handover").await.expect("read").status.expect("a status");
+    let after = api
+        .get_status("handover")
+        .await
+        .expect("read")
+        .status
+        .expect("a status");
     assert_eq!(after.session_id.as_deref(), Some("session-new"));
     assert_eq!(after.last_message_id, Some(5));
     assert_eq!(after.scale_set_id, Some(42));
     // The new leader goes on, and closes its session.
-    new.save(Some("session-new"), 9).await.expect("new leader goes on");
+    new.save(Some("session-new"), 9)
+        .await
+        .expect("new leader goes on");
     new.save(None, 9).await.expect("new leader closes");
-    let closed = api.get_status("handover").await.expect("read").status.expect("a status");
+    let closed = api
+        .get_status("handover")
+        .await
+        .expect("read")
+        .status
+        .expect("a status");
     assert_eq!(closed.session_id, None);
     assert_eq!(closed.last_message_id, Some(9));
 }
