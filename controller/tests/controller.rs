@@ -277,20 +277,7 @@ impl Setup {
 
     /// Waits for the scale set id and both conditions true.
     async fn until_listening(&self) -> i64 {
-        wait::until("Ready and Listening", WAIT, || async {
-            let status = self.rss().await?.status?;
-            let is_true = |t: &str| {
-                status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == t && c.status == "True")
-            };
-            (is_true(CONDITION_READY) && is_true(CONDITION_LISTENING))
-                .then_some(status.scale_set_id)
-                .flatten()
-        })
-        .await
-        .unwrap()
+        until_listening(&self.ns, &self.name).await
     }
 }
 

@@ -11,22 +11,9 @@ use common::scale_set::start;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::Api;
 use kube::api::ListParams;
+use runway_controller::github::wire::{JOB_MESSAGE_FIELDS, JOB_MESSAGE_REQUIRED};
 use runway_sandbox::github::{Endpoint, JobState};
 use serde_json::{Map, Value, json};
-
-/// Every string field of the job messages the service sends.
-const STRING_FIELDS: [&str; 10] = [
-    "acquireJobUrl",
-    "repositoryName",
-    "ownerName",
-    "jobId",
-    "jobWorkflowRef",
-    "jobDisplayName",
-    "eventName",
-    "queueTime",
-    "result",
-    "runnerName",
-];
 
 /// One element per job message type, with `null` in each string field (and
 /// in the list and the optional numbers too); runner request ids the fake
@@ -39,14 +26,7 @@ fn nulls_body() -> String {
             let mut element = Map::new();
             element.insert("messageType".into(), json!(message_type));
             element.insert("runnerRequestId".into(), json!(id));
-            for field in STRING_FIELDS.iter().chain(&[
-                "requestLabels",
-                "workflowRunId",
-                "runnerId",
-                "scaleSetAssignTime",
-                "runnerAssignTime",
-                "finishTime",
-            ]) {
+            for field in &JOB_MESSAGE_FIELDS[JOB_MESSAGE_REQUIRED..] {
                 element.insert((*field).into(), Value::Null);
             }
             Value::Object(element)

@@ -19,28 +19,9 @@ const TYPES: [&str; 5] = [
     "JobSomethingNew",
 ];
 
-/// Every field a job message may carry; the first two are required.
-const FIELDS: [&str; 18] = [
-    "messageType",
-    "runnerRequestId",
-    "acquireJobUrl",
-    "repositoryName",
-    "ownerName",
-    "jobId",
-    "jobWorkflowRef",
-    "jobDisplayName",
-    "workflowRunId",
-    "eventName",
-    "requestLabels",
-    "queueTime",
-    "scaleSetAssignTime",
-    "runnerAssignTime",
-    "finishTime",
-    "result",
-    "runnerId",
-    "runnerName",
-];
-const REQUIRED: usize = 2;
+use runway_controller::github::wire::{
+    JOB_MESSAGE_FIELDS as FIELDS, JOB_MESSAGE_REQUIRED as REQUIRED,
+};
 
 const ENVELOPE: [&str; 4] = ["messageId", "messageType", "body", "statistics"];
 

@@ -263,28 +263,10 @@ async fn delete_if_ours_deletes_ours_and_tolerates_gone() {
 /// The one test here that needs Kubernetes: the sandbox's API server.
 #[tokio::test]
 async fn status_checkpoint_saves_session_and_last_message_id() {
-    use kube::Api;
-    use kube::api::{Patch, PatchParams, PostParams};
-    use runway_controller::crd;
     use runway_controller::listener::Checkpoint;
     use runway_controller::scale_set::StatusCheckpoint;
 
-    let ns = runway_sandbox::test_namespace().await;
-    runway_sandbox::apply_crd(&ns.client(), &crd::crd())
-        .await
-        .expect("install the RunnerScaleSet CRD");
-    let fake = common::start_fake().await;
-    let api: Api<RunnerScaleSet> = ns.api();
-    let mut rss = object(&fake, ns.name(), "arm", "ignored", None, &[]);
-    rss.metadata.uid = None; // the API server assigns it
-    api.create(&PostParams::default(), &rss)
-        .await
-        .expect("create the RunnerScaleSet");
-    // Another writer's field, which the checkpoint must leave alone.
-    let status = serde_json::json!({ "status": { "scaleSetId": 42 } });
-    api.patch_status("arm", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("set status.scaleSetId");
+    let (_ns, api) = stored_with_scale_set_id("arm").await;
     let checkpoint = StatusCheckpoint::new(api.clone(), "arm");
 
     checkpoint
@@ -309,27 +291,10 @@ async fn status_checkpoint_saves_session_and_last_message_id() {
 /// leader's own checkpoints go on.
 #[tokio::test]
 async fn a_stale_checkpoint_never_replaces_a_newer_leaders_session() {
-    use kube::Api;
-    use kube::api::{Patch, PatchParams, PostParams};
-    use runway_controller::crd;
     use runway_controller::listener::Checkpoint;
     use runway_controller::scale_set::StatusCheckpoint;
 
-    let ns = runway_sandbox::test_namespace().await;
-    runway_sandbox::apply_crd(&ns.client(), &crd::crd())
-        .await
-        .expect("install the RunnerScaleSet CRD");
-    let fake = common::start_fake().await;
-    let api: Api<RunnerScaleSet> = ns.api();
-    let mut rss = object(&fake, ns.name(), "handover", "ignored", None, &[]);
-    rss.metadata.uid = None;
-    api.create(&PostParams::default(), &rss)
-        .await
-        .expect("create the RunnerScaleSet");
-    let status = serde_json::json!({ "status": { "scaleSetId": 42 } });
-    api.patch_status("handover", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("set status.scaleSetId");
+    let (_ns, api) = stored_with_scale_set_id("handover").await;
 
     // The old leader records its session.
     let old = StatusCheckpoint::new(api.clone(), "handover");
@@ -362,4 +327,31 @@ async fn a_stale_checkpoint_never_replaces_a_newer_leaders_session() {
         .expect("a status");
     assert_eq!(closed.session_id, None);
     assert_eq!(closed.last_message_id, Some(9));
+}
+
+/// A stored RunnerScaleSet `name` whose status holds `scaleSetId: 42`,
+/// another writer's field, which checkpoints must leave alone.
+async fn stored_with_scale_set_id(
+    name: &str,
+) -> (runway_sandbox::TestNamespace, kube::Api<RunnerScaleSet>) {
+    use kube::Api;
+    use kube::api::{Patch, PatchParams, PostParams};
+    use runway_controller::crd;
+
+    let ns = runway_sandbox::test_namespace().await;
+    runway_sandbox::apply_crd(&ns.client(), &crd::crd())
+        .await
+        .expect("install the RunnerScaleSet CRD");
+    let fake = common::start_fake().await;
+    let api: Api<RunnerScaleSet> = ns.api();
+    let mut rss = object(&fake, ns.name(), name, "ignored", None, &[]);
+    rss.metadata.uid = None; // the API server assigns it
+    api.create(&PostParams::default(), &rss)
+        .await
+        .expect("create the RunnerScaleSet");
+    let status = serde_json::json!({ "status": { "scaleSetId": 42 } });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("set status.scaleSetId");
+    (ns, api)
 }

@@ -222,6 +222,32 @@ pub struct RunnerScaleSetMessage {
     pub statistics: Option<RunnerScaleSetStatistic>,
 }
 
+/// The wire names of every field a job message may carry, the
+/// [`JOB_MESSAGE_REQUIRED`] that the decoder needs first: what the decoder's
+/// tests null, drop and mangle one by one.
+pub const JOB_MESSAGE_FIELDS: [&str; 18] = [
+    "messageType",
+    "runnerRequestId",
+    "acquireJobUrl",
+    "repositoryName",
+    "ownerName",
+    "jobId",
+    "jobWorkflowRef",
+    "jobDisplayName",
+    "workflowRunId",
+    "eventName",
+    "requestLabels",
+    "queueTime",
+    "scaleSetAssignTime",
+    "runnerAssignTime",
+    "finishTime",
+    "result",
+    "runnerId",
+    "runnerName",
+];
+/// How many of [`JOB_MESSAGE_FIELDS`], from the first, a job message needs.
+pub const JOB_MESSAGE_REQUIRED: usize = 2;
+
 /// The fields every job message carries. Only `messageType` and
 /// `runnerRequestId` are required: the listener acts on nothing else here,
 /// so any other field of the wrong type reads as absent ([`lenient`]) rather

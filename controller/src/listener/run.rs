@@ -319,15 +319,7 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
             jobs = message.jobs.len(),
             "message handled"
         );
-        self.last_message_id = message_id;
-        self.save(Some(&session.session_id)).await;
-        let acknowledged = until_shutdown(
-            &mut self.shutdown,
-            listener
-                .service
-                .acknowledge_message(id, session, message_id),
-        );
-        match acknowledged.await {
+        match self.checkpoint_and_acknowledge(message_id, session).await {
             None => Some(End::Shutdown),
             Some(Ok(())) => None,
             // The next poll's lastMessageId drops it anyway.
@@ -416,16 +408,7 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
     /// Checkpoints past `message_id` and acknowledges it, so that it is
     /// never delivered again.
     async fn skip(&mut self, message_id: i64, session: &mut RunnerScaleSetSession) -> Flow {
-        self.last_message_id = self.last_message_id.max(message_id);
-        self.save(Some(&session.session_id)).await;
-        let (listener, id) = (self.listener, self.id());
-        let acknowledged = until_shutdown(
-            &mut self.shutdown,
-            listener
-                .service
-                .acknowledge_message(id, session, message_id),
-        );
-        match acknowledged.await {
+        match self.checkpoint_and_acknowledge(message_id, session).await {
             None => Flow::End(End::Shutdown),
             Some(Ok(())) => Flow::Continue,
             // The next poll's lastMessageId drops it anyway.
@@ -434,6 +417,26 @@ impl<'a, S: ScaleSetService, C: Checkpoint> Run<'a, S, C> {
                 Flow::Continue
             }
         }
+    }
+
+    /// Checkpoints past `message_id`, then acknowledges it; `None` when
+    /// shutdown came first. Checkpoint first: a crash in between replays
+    /// nothing, while the other order could lose the message's jobs.
+    async fn checkpoint_and_acknowledge(
+        &mut self,
+        message_id: i64,
+        session: &mut RunnerScaleSetSession,
+    ) -> Option<Result<(), Error>> {
+        self.last_message_id = self.last_message_id.max(message_id);
+        self.save(Some(&session.session_id)).await;
+        let (listener, id) = (self.listener, self.id());
+        until_shutdown(
+            &mut self.shutdown,
+            listener
+                .service
+                .acknowledge_message(id, session, message_id),
+        )
+        .await
     }
 
     fn count_undecodable(&self, kind: &'static str) {
