@@ -315,33 +315,20 @@ pub(super) struct Pass<'a, R> {
     pub(super) pods: Api<Pod>,
 }
 
+/// A field the API server sets on every stored object, or the error naming it.
+fn stored<'a>(value: Option<&'a str>, field: &'static str) -> Result<&'a str, ReconcileError> {
+    value.ok_or(ReconcileError::NotStored { field })
+}
+
 impl<'a, R: RunnerRegistry> Pass<'a, R> {
     /// A pass over a stored `RunnerScaleSet` whose scale set exists.
     pub(super) fn new(
         ctx: &'a Context<R>,
         rss: &'a RunnerScaleSet,
     ) -> Result<Self, ReconcileError> {
-        let name = rss
-            .metadata
-            .name
-            .as_deref()
-            .ok_or(ReconcileError::NotStored {
-                field: "metadata.name",
-            })?;
-        let namespace = rss
-            .metadata
-            .namespace
-            .as_deref()
-            .ok_or(ReconcileError::NotStored {
-                field: "metadata.namespace",
-            })?;
-        let uid = rss
-            .metadata
-            .uid
-            .as_deref()
-            .ok_or(ReconcileError::NotStored {
-                field: "metadata.uid",
-            })?;
+        let name = stored(rss.metadata.name.as_deref(), "metadata.name")?;
+        let namespace = stored(rss.metadata.namespace.as_deref(), "metadata.namespace")?;
+        let uid = stored(rss.metadata.uid.as_deref(), "metadata.uid")?;
         let scale_set_id = rss
             .status
             .as_ref()
