@@ -19,8 +19,13 @@ const CONTROLLER_RULES: &[(&str, &str, &[&str])] = &[
         "runnerscalesets",
         &["list", "watch", "patch"],
     ),
-    // supervisor, checkpoint, manager: status merge patches.
-    ("actions.runway.dev", "runnerscalesets/status", &["patch"]),
+    // supervisor, checkpoint, manager: status patches; the checkpoint reads
+    // the status again (get) when its JSON-patch `test` on sessionId fails.
+    (
+        "actions.runway.dev",
+        "runnerscalesets/status",
+        &["get", "patch"],
+    ),
     // runner reconciler: watcher and list by label, create, delete, and JSON
     // patches (finalizer removal, busy annotation).
     ("", "pods", &["list", "watch", "create", "patch", "delete"]),

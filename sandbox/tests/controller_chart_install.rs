@@ -306,6 +306,9 @@ async fn installs_grants_least_privilege_runs_upgrades_and_uninstalls() {
         )
         .await,
     );
+    // The listener's checkpoint reads the status again when its guarded
+    // write is refused (another leader's session is stored).
+    assert_allowed("get RunnerScaleSet status", rss.get_status(probe).await);
     assert_forbidden(
         "delete a RunnerScaleSet",
         rss.delete(probe, &DeleteParams::default()).await,

@@ -60,7 +60,7 @@ API calls in controller/src (sandbox/tests/charts.rs holds the same table).
   verbs: ["list", "watch", "patch"]
 - apiGroups: ["actions.runway.dev"]
   resources: ["runnerscalesets/status"]
-  verbs: ["patch"]
+  verbs: ["get", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "create", "patch", "delete"]
