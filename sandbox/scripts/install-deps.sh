@@ -4,6 +4,8 @@
 #   - Debian packages (etcd, Go, rsync, openssl, shellcheck, ...)
 #   - kube-apiserver and kube-controller-manager v1.20.2, built from Debian's
 #     `kubernetes` source package, cached in ~/.cache/runway/k8s/v1.20.2/
+#   - the node side from the same tree (kubelet, kube-scheduler) and Debian's
+#     containerd, runc, CNI plugins and busybox-static, for the real node
 #   - Python tools for chart and STS tests (helm-python-sdk, moto)
 # Every step is named; a failure says which step failed and how to retry.
 set -euo pipefail
@@ -40,7 +42,8 @@ SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 
 APT_PACKAGES=(golang-go rsync etcd-server dpkg-dev openssl shellcheck curl ca-certificates
-  golang-github-modern-go-reflect2-dev)
+  golang-github-modern-go-reflect2-dev
+  containerd runc containernetworking-plugins busybox-static iproute2 gcc libc6-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,6 +52,11 @@ done
 need_k8s=0
 [[ -x "$K8S_DIR/kube-apiserver" && -x "$K8S_DIR/kube-controller-manager" ]] || need_k8s=1
 [[ "$(cat "$K8S_DIR/recipe" 2>/dev/null)" == "$K8S_RECIPE" ]] || need_k8s=1
+# The node side is built separately, so that machines that have the control
+# plane already only build these two.
+need_node=0
+[[ -x "$K8S_DIR/kubelet" && -x "$K8S_DIR/kube-scheduler" ]] || need_node=1
+[[ "$(cat "$K8S_DIR/recipe-node" 2>/dev/null)" == "$K8S_RECIPE" ]] || need_node=1
 
 # deb-src entry for bookworm main, on the mirror the machine already uses.
 DEBSRC=/etc/apt/sources.list.d/runway-deb-src.sources
@@ -60,8 +68,8 @@ add_deb_src() {
   printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" | $SUDO tee "$DEBSRC" >/dev/null
 }
 
-if (( ${#missing[@]} > 0 )) || (( need_k8s )); then
-  if [[ ! -f "$DEBSRC" ]] && (( need_k8s )); then
+if (( ${#missing[@]} > 0 )) || (( need_k8s || need_node )); then
+  if [[ ! -f "$DEBSRC" ]] && (( need_k8s || need_node )); then
     step="add deb-src entry"; add_deb_src
   fi
   run "apt-get update" $SUDO apt-get update
@@ -70,13 +78,16 @@ if (( ${#missing[@]} > 0 )); then
   run "apt-get install ${missing[*]}" $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-if (( need_k8s )); then
-  echo "runway install: building kube-apiserver and kube-controller-manager $K8S_VERSION from Debian's source (about 8 minutes, once per machine)" >&2
+# build_k8s RECIPE-FILE WHAT...: builds cmd/WHAT from Debian's kubernetes
+# source into $K8S_DIR (the source tree is kept between builds).
+build_k8s() {
+  local recipe_file=$1; shift
   cd "$SRC_DIR"
-  if ! ls kubernetes_*.orig.tar.gz >/dev/null 2>&1; then
+  if [[ -z "$(find . -maxdepth 1 -name "kubernetes_*.orig.tar.gz")" ]]; then
     run "apt-get source kubernetes" apt-get source --download-only kubernetes
   fi
-  tarball=$(ls kubernetes_*.orig.tar.gz | head -n1)
+  local tarball tree
+  tarball=$(find . -maxdepth 1 -name "kubernetes_*.orig.tar.gz" | head -n1)
   tree="$SRC_DIR/kubernetes-${K8S_VERSION#v}"
   if [[ ! -d "$tree" ]]; then
     run "unpack $tarball" tar xzf "$tarball"
@@ -94,17 +105,32 @@ if (( need_k8s )); then
   export GOPATH="$tree/.go" CGO_ENABLED=0 GOFLAGS=-mod=vendor
   export GOCACHE="$CACHE/go-build"
   mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
-  run "go build of kube-apiserver and kube-controller-manager" \
-    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" \
-      KUBE_GIT_VERSION="$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
-  step="install binaries into $K8S_DIR"
-  out="_output/local/bin/linux/amd64"
-  for b in kube-apiserver kube-controller-manager; do
+  local what="" b
+  for b in "$@"; do what+="cmd/$b "; done
+  run "go build of $*" \
+    make WHAT="${what% }" KUBE_GIT_VERSION="$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
+  step="install $* into $K8S_DIR"
+  local out="_output/local/bin/linux/amd64"
+  for b in "$@"; do
     [[ -s "$out/$b" ]] || { echo "build produced no $out/$b" >&2; false; }
     install -m 0755 "$out/$b" "$K8S_DIR/$b.tmp" && mv "$K8S_DIR/$b.tmp" "$K8S_DIR/$b"
   done
-  echo "$K8S_RECIPE" > "$K8S_DIR/recipe"
+  # The pause program for the node's pod sandboxes, from the same tree.
+  if [[ -f build/pause/linux/pause.c ]]; then
+    install -m 0644 build/pause/linux/pause.c "$K8S_DIR/pause.c"
+  fi
+  echo "$K8S_RECIPE" > "$K8S_DIR/$recipe_file"
   rm -rf _output
+  cd - >/dev/null
+}
+
+if (( need_k8s )); then
+  echo "runway install: building kube-apiserver and kube-controller-manager $K8S_VERSION from Debian's source (about 8 minutes, once per machine)" >&2
+  build_k8s recipe kube-apiserver kube-controller-manager
+fi
+if (( need_node )); then
+  echo "runway install: building kubelet and kube-scheduler $K8S_VERSION from the same source (about 4 minutes, once per machine)" >&2
+  build_k8s recipe-node kubelet kube-scheduler
 fi
 
 # Python tools: Helm 4 SDK for chart tests, moto for the STS wire-format test.
