@@ -1,5 +1,6 @@
-//! Finding the control plane's programs: etcd from Debian, kube-apiserver and
-//! kube-controller-manager built by `scripts/install-deps.sh`.
+//! Finding the sandbox's programs: etcd, containerd and runc from Debian;
+//! kube-apiserver, kube-controller-manager, kube-scheduler and kubelet built
+//! by `scripts/install-deps.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,9 @@ pub struct Binaries {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
+    pub kubelet: PathBuf,
+    pub containerd: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,11 +51,17 @@ impl Binaries {
             etcd,
             kube_apiserver: k8s.join("kube-apiserver"),
             kube_controller_manager: k8s.join("kube-controller-manager"),
+            kube_scheduler: k8s.join("kube-scheduler"),
+            kubelet: k8s.join("kubelet"),
+            containerd: which("containerd").unwrap_or_else(|| PathBuf::from("/usr/bin/containerd")),
         };
         for path in [
             &found.etcd,
             &found.kube_apiserver,
             &found.kube_controller_manager,
+            &found.kube_scheduler,
+            &found.kubelet,
+            &found.containerd,
         ] {
             if !is_executable(path) {
                 return Err(BinariesError::Missing {

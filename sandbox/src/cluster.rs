@@ -1,6 +1,8 @@
 //! One local Kubernetes control plane: etcd, kube-apiserver and
 //! kube-controller-manager on free 127.0.0.1 ports, with a token-authenticated
-//! admin user, RBAC on, and ServiceAccount tokens that can be minted for tests.
+//! admin user, RBAC on, and ServiceAccount tokens that can be minted for tests;
+//! optionally a real node beside it (kube-scheduler, containerd, kubelet: see
+//! [`crate::node`]).
 //!
 //! Invariants: everything a control plane owns lives in its folder
 //! (`~/.cache/runway/sandbox/<name>/`): key material, etcd data, logs, the
@@ -19,6 +21,7 @@ use kube::{Api, Client, Config};
 use serde::{Deserialize, Serialize};
 
 use crate::binaries::{Binaries, BinariesError};
+use crate::node::{self, ForwardBy, NodeError, NodeState};
 use crate::pki::{Pki, PkiError};
 use crate::process::{self, ProcessError};
 use crate::wait;
@@ -71,6 +74,10 @@ pub enum ClusterError {
     },
     #[error("Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
+    #[error("the sandbox's node: {0}")]
+    Node(#[from] NodeError),
+    #[error("this sandbox has no node (start it without --no-node)")]
+    NoNode,
 }
 
 /// One process the control plane started.
@@ -90,6 +97,17 @@ pub struct State {
     pub admin_token: String,
     pub kubeconfig: PathBuf,
     pub processes: Vec<ProcessRecord>,
+    /// The real node, when the sandbox has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeState>,
+}
+
+/// What to start beside the control plane.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// A real node (scheduler, containerd, kubelet), its API server port
+    /// forwarded into its namespace by this means; None: no node.
+    pub node: Option<ForwardBy>,
 }
 
 /// A running control plane.
@@ -102,11 +120,22 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a fresh control plane in `dir` (wiping any earlier data there).
     pub async fn start(name: &str, dir: &Path, bins: &Binaries) -> Result<Self, ClusterError> {
+        Self::start_with(name, dir, bins, &StartOptions::default()).await
+    }
+
+    /// Starts a fresh control plane, and a node if `options` ask for one.
+    pub async fn start_with(
+        name: &str,
+        dir: &Path,
+        bins: &Binaries,
+        options: &StartOptions,
+    ) -> Result<Self, ClusterError> {
         let mut starting = Starting {
             dir: dir.to_path_buf(),
             processes: Vec::new(),
+            node: None,
         };
-        match starting.run(name, bins).await {
+        match starting.run(name, bins, options).await {
             Ok(plane) => Ok(plane),
             Err(err) => {
                 starting.abort();
@@ -169,6 +198,22 @@ impl ControlPlane {
     /// Stops every process by pid (controller manager, API server, etcd, in
     /// that order) and removes `state.json`. Returns once all are gone.
     pub fn stop(&self) -> Result<(), ClusterError> {
+        if let Some(state) = &self.state.node {
+            let stop_component = |component: &str| {
+                for record in self
+                    .state
+                    .processes
+                    .iter()
+                    .filter(|r| r.component == component)
+                {
+                    if owns(record) {
+                        let _ =
+                            process::stop(record.pid, &record.component, Duration::from_secs(10));
+                    }
+                }
+            };
+            node::stop(&self.dir, state, &stop_component);
+        }
         for record in self.state.processes.iter().rev() {
             if owns(record) {
                 process::stop(record.pid, &record.component, Duration::from_secs(10))?;
@@ -177,6 +222,26 @@ impl ControlPlane {
         let _ = std::fs::remove_file(self.dir.join("state.json"));
         let _ = std::fs::remove_file(self.dir.join(PIDS_FILE));
         Ok(())
+    }
+
+    /// The node, if this sandbox has one.
+    pub fn node(&self) -> Option<&NodeState> {
+        self.state.node.as_ref()
+    }
+
+    /// Makes the machine's 127.0.0.1:`port` reachable on the same port from
+    /// the node (its pods use `hostNetwork`), for as long as the returned
+    /// forward lives, on the current Tokio runtime.
+    pub fn forward_to_node(&self, port: u16) -> Result<node::Forward, ClusterError> {
+        let state = self.state.node.as_ref().ok_or(ClusterError::NoNode)?;
+        Ok(node::Forward::start(&state.network.path(), port).map_err(NodeError::from)?)
+    }
+
+    /// What the node left behind (processes, mounts, network devices); empty
+    /// after a clean [`ControlPlane::stop`].
+    pub fn node_leftovers(&self) -> Option<node::Leftovers> {
+        let state = self.state.node.as_ref()?;
+        Some(node::cleanup::leftovers(&self.dir, &state.network))
     }
 
     /// Client configuration for the admin user.
@@ -275,9 +340,7 @@ fn record_pid(dir: &Path, pid: u32) -> Result<(), ClusterError> {
 /// the pids it recorded), so that a folder is never reused or removed while
 /// its processes live on.
 pub fn stop_leftovers(dir: &Path) {
-    let Ok(recorded) = std::fs::read_to_string(dir.join(PIDS_FILE)) else {
-        return;
-    };
+    let recorded = std::fs::read_to_string(dir.join(PIDS_FILE)).unwrap_or_default();
     for pid in recorded
         .lines()
         .rev()
@@ -287,6 +350,7 @@ pub fn stop_leftovers(dir: &Path) {
             let _ = process::stop(pid, "leftover", Duration::from_secs(5));
         }
     }
+    node::stop_leftovers(dir);
     let _ = std::fs::remove_file(dir.join(PIDS_FILE));
 }
 
@@ -294,10 +358,17 @@ pub fn stop_leftovers(dir: &Path) {
 struct Starting {
     dir: PathBuf,
     processes: Vec<ProcessRecord>,
+    /// The node being started, so that an abort takes it down too.
+    node: Option<NodeState>,
 }
 
 impl Starting {
-    async fn run(&mut self, name: &str, bins: &Binaries) -> Result<ControlPlane, ClusterError> {
+    async fn run(
+        &mut self,
+        name: &str,
+        bins: &Binaries,
+        options: &StartOptions,
+    ) -> Result<ControlPlane, ClusterError> {
         let dir = self.dir.clone();
         stop_leftovers(&dir);
         let _ = std::fs::remove_dir_all(dir.join("etcd"));
@@ -361,6 +432,8 @@ impl Starting {
                 format!("--tls-private-key-file={}", p("apiserver.key")),
                 format!("--token-auth-file={}", p("tokens.csv")),
                 "--authorization-mode=RBAC".into(),
+                // The node's address is on its veth; never its host name.
+                "--kubelet-preferred-address-types=InternalIP".into(),
                 "--allow-privileged=true".into(),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
                 format!("--service-account-key-file={}", p("sa.pub")),
@@ -386,6 +459,7 @@ impl Starting {
                 admin_token,
                 kubeconfig: kubeconfig.clone(),
                 processes: Vec::new(),
+                node: None,
             },
         };
         let client = plane.admin_client().await?;
@@ -430,6 +504,11 @@ impl Starting {
         .await?;
 
         let mut plane = plane;
+        if let Some(forward) = &options.node {
+            self.start_node(name, bins, forward, &plane, &kubeconfig)
+                .await?;
+            plane.state.node = self.node.clone();
+        }
         plane.state.processes = self.processes.clone();
         let state = serde_json::to_vec_pretty(&plane.state).expect("state serializes");
         std::fs::write(dir.join("state.json"), state)
@@ -509,7 +588,118 @@ impl Starting {
         })
     }
 
+    /// The node: its namespace and files, the API server's port forwarded
+    /// into it, containerd (then the images), kube-scheduler, the kubelet;
+    /// returns once the Node is Ready.
+    async fn start_node(
+        &mut self,
+        name: &str,
+        bins: &Binaries,
+        forward: &ForwardBy,
+        plane: &ControlPlane,
+        kubeconfig: &Path,
+    ) -> Result<(), ClusterError> {
+        let dir = self.dir.clone();
+        let state = node::prepare(name, &dir)?;
+        self.node = Some(state.clone());
+        let netns = state.network.path();
+        let api_port = plane.state.api_port;
+        match forward {
+            ForwardBy::Thread => {
+                let listener =
+                    node::forward::listen_in(&netns, api_port).map_err(NodeError::from)?;
+                std::thread::Builder::new()
+                    .name("node-forward".into())
+                    .spawn(move || {
+                        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        else {
+                            return;
+                        };
+                        rt.block_on(async move {
+                            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                                node::forward::serve(listener, api_port).await;
+                            }
+                        });
+                    })
+                    .map_err(io("starting the forward thread for", &dir))?;
+            }
+            ForwardBy::Process(exe) => {
+                self.spawn(
+                    "forward",
+                    exe,
+                    &[
+                        "forward".into(),
+                        format!("--netns={}", netns.display()),
+                        format!("--port={api_port}"),
+                        format!("--dir={}", dir.display()),
+                    ],
+                )?;
+            }
+        }
+        let layout = node::config::Layout::new(&dir);
+        let (program, args) = node::in_netns(
+            &state.network,
+            &bins.containerd,
+            &node::containerd_args(&layout),
+        );
+        self.spawn("containerd", &program, &args)?;
+        let socket = state.containerd_socket.clone();
+        self.wait_until("containerd", || {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(&socket)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{}: {e}", socket.display()))
+            }
+        })
+        .await?;
+        node::import_images(&socket)?;
+        self.spawn(
+            "kube-scheduler",
+            &bins.kube_scheduler,
+            &node::scheduler_args(kubeconfig),
+        )?;
+        let (program, args) = node::in_netns(
+            &state.network,
+            &bins.kubelet,
+            &node::kubelet_args(&layout, kubeconfig, &state),
+        );
+        self.spawn("kubelet", &program, &args)?;
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(plane.admin_client().await?);
+        let node_name = state.name.clone();
+        self.wait_until("kubelet", || async {
+            let node = nodes.get(&node_name).await.map_err(|e| e.to_string())?;
+            let ready = node
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.type_ == "Ready");
+            match ready {
+                Some(c) if c.status == "True" => Ok(()),
+                Some(c) => Err(format!(
+                    "Node {node_name} not Ready: {}",
+                    c.message.unwrap_or_default()
+                )),
+                None => Err(format!("Node {node_name} has no Ready condition yet")),
+            }
+        })
+        .await
+    }
+
     fn abort(&mut self) {
+        if let Some(state) = self.node.take() {
+            let processes = self.processes.clone();
+            let stop_component = |component: &str| {
+                for record in processes.iter().filter(|r| r.component == component) {
+                    let _ = process::stop(record.pid, &record.component, Duration::from_secs(5));
+                }
+            };
+            node::stop(&self.dir, &state, &stop_component);
+        }
         for record in self.processes.iter().rev() {
             let _ = process::stop(record.pid, &record.component, Duration::from_secs(5));
         }
@@ -565,6 +755,9 @@ mod tests {
             etcd: "/bin/false".into(),
             kube_apiserver: "/bin/false".into(),
             kube_controller_manager: "/bin/false".into(),
+            kube_scheduler: "/bin/false".into(),
+            kubelet: "/bin/false".into(),
+            containerd: "/bin/false".into(),
         };
         let started = std::time::Instant::now();
         let err = ControlPlane::start("exits", &dir, &bins).await.unwrap_err();

@@ -19,6 +19,7 @@ pub mod helm;
 pub mod http_proxy;
 pub mod kubelet;
 pub mod names;
+pub mod node;
 pub mod paths;
 pub mod pki;
 pub mod play;

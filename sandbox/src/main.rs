@@ -9,8 +9,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runway_sandbox::bench::ScaleUpOptions;
 use runway_sandbox::binaries::Binaries;
+use runway_sandbox::cluster::StartOptions;
 use runway_sandbox::demo::DemoOptions;
 use runway_sandbox::github::{FakeApp, FakeGitHub, FakeOptions};
+use runway_sandbox::node::ForwardBy;
 use runway_sandbox::sts::{FakeSts, StsConfig};
 use runway_sandbox::{ControlPlane, paths};
 
@@ -24,14 +26,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a control plane (etcd, kube-apiserver, kube-controller-manager)
-    /// on free 127.0.0.1 ports and print the KUBECONFIG to use.
-    Up(NameArg),
+    /// on free 127.0.0.1 ports and a real node (kube-scheduler, containerd,
+    /// kubelet in a network namespace of its own), and print the KUBECONFIG
+    /// to use.
+    Up(UpArgs),
     /// Stop a control plane; returns once every process it started is gone.
     Down(NameArg),
     /// Show the processes of a control plane and whether the API server answers.
     Status(NameArg),
     /// Print `export KUBECONFIG=...` for a running control plane.
     Env(NameArg),
+    /// (internal) Forward 127.0.0.1 ports of the machine into a node's
+    /// network namespace; `up` starts it for the API server's port.
+    #[command(hide = true)]
+    Forward(ForwardArgs),
     /// Run the real runway-controller against a throw-away control plane and
     /// the fake GitHub: jobs in waves, runner pods scale up to maxRunners and
     /// back down to minRunners; fails if an invariant breaks.
@@ -108,6 +116,29 @@ struct StsArgs {
 }
 
 #[derive(clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// Start the control plane only, without the node (no pod ever runs).
+    #[arg(long)]
+    no_node: bool,
+}
+
+#[derive(clap::Args)]
+struct ForwardArgs {
+    /// The node's network namespace (a /run/netns file).
+    #[arg(long)]
+    netns: std::path::PathBuf,
+    /// A port to forward (repeatable).
+    #[arg(long = "port", required = true)]
+    ports: Vec<u16>,
+    /// The sandbox folder (named on the command line so that `down` finds
+    /// this process).
+    #[arg(long)]
+    dir: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
 struct NameArg {
     /// Name of the sandbox (its files live in ~/.cache/runway/sandbox/NAME/).
     #[arg(long, default_value = "default")]
@@ -117,7 +148,15 @@ struct NameArg {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Up(NameArg { name }) => up(&name).await,
+        Command::Up(UpArgs {
+            name: NameArg { name },
+            no_node,
+        }) => up(&name, !no_node).await,
+        Command::Forward(args) => {
+            let _ = args.dir;
+            runway_sandbox::node::forward::run_process(args.netns, args.ports).await?;
+            Ok(())
+        }
         Command::Down(NameArg { name }) => down(&name),
         Command::Status(NameArg { name }) => status(&name).await,
         Command::Env(NameArg { name }) => {
@@ -211,7 +250,7 @@ async fn sts(args: StsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn up(name: &str) -> anyhow::Result<()> {
+async fn up(name: &str, with_node: bool) -> anyhow::Result<()> {
     let dir = paths::sandbox_dir(name);
     if let Ok(running) = ControlPlane::load(&dir) {
         if running.live_processes().len() == running.state().processes.len() {
@@ -228,7 +267,13 @@ async fn up(name: &str) -> anyhow::Result<()> {
     }
     let bins = Binaries::locate_or_install()?;
     let started = Instant::now();
-    let plane = ControlPlane::start(name, &dir, &bins)
+    let options = StartOptions {
+        node: with_node
+            .then(std::env::current_exe)
+            .transpose()?
+            .map(ForwardBy::Process),
+    };
+    let plane = ControlPlane::start_with(name, &dir, &bins, &options)
         .await
         .with_context(|| {
             format!(
@@ -242,6 +287,12 @@ async fn up(name: &str) -> anyhow::Result<()> {
         paths::K8S_VERSION,
         plane.server_url()
     );
+    if let Some(node) = plane.node() {
+        eprintln!(
+            "node {} Ready at {} (network namespace {}; pods use hostNetwork to reach 127.0.0.1)",
+            node.name, node.network.node_ip, node.network.netns
+        );
+    }
     println!("export KUBECONFIG={}", plane.kubeconfig_path().display());
     Ok(())
 }
@@ -259,6 +310,9 @@ fn down(name: &str) -> anyhow::Result<()> {
         left.is_empty(),
         "processes still alive after stop: {left:?}"
     );
+    if let Some(left) = plane.node_leftovers() {
+        anyhow::ensure!(left.is_empty(), "the node left behind: {left}");
+    }
     eprintln!("sandbox {name:?} stopped (pids {pids:?} gone)");
     Ok(())
 }

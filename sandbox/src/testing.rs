@@ -21,6 +21,7 @@ use crate::cluster::ControlPlane;
 use crate::paths;
 
 static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+static SHARED_NODE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
 /// The control plane shared by every test in this process.
 ///
@@ -29,7 +30,7 @@ pub fn shared() -> &'static ControlPlane {
     let started = SHARED.get_or_init(|| {
         // Tests run on many short-lived runtimes; start on a thread of our
         // own so that the start does not depend on any of them.
-        std::thread::spawn(start_for_tests)
+        std::thread::spawn(|| start_for_tests(false))
             .join()
             .unwrap_or_else(|_| Err("start-up panicked".into()))
     });
@@ -39,11 +40,33 @@ pub fn shared() -> &'static ControlPlane {
     }
 }
 
-fn start_for_tests() -> Result<ControlPlane, String> {
+/// The control plane with a real node (kube-scheduler, containerd, kubelet)
+/// shared by every test in this process that runs pods for real. Tests that
+/// only write pod status themselves use [`shared`], which has no node.
+///
+/// Panics with the reason (and how to fix it) if it cannot be started.
+pub fn shared_node() -> &'static ControlPlane {
+    let started = SHARED_NODE.get_or_init(|| {
+        std::thread::spawn(|| start_for_tests(true))
+            .join()
+            .unwrap_or_else(|_| Err("start-up panicked".into()))
+    });
+    match started {
+        Ok(plane) => plane,
+        Err(reason) => panic!("the sandbox with a node could not be started:\n{reason}"),
+    }
+}
+
+fn start_for_tests(with_node: bool) -> Result<ControlPlane, String> {
     let bins = Binaries::locate().map_err(|e| e.to_string())?;
     let root = paths::cache_root().join("sandbox");
     prune_stale_test_dirs(&root);
-    let dir = root.join(format!("test-{}", std::process::id()));
+    let id = if with_node {
+        format!("test-{}-node", std::process::id())
+    } else {
+        format!("test-{}", std::process::id())
+    };
+    let dir = root.join(&id);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     // The watchdog comes first, so that even a start interrupted half-way
     // (the test process killed) leaves nothing running.
@@ -52,12 +75,11 @@ fn start_for_tests() -> Result<ControlPlane, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let options = crate::cluster::StartOptions {
+        node: with_node.then_some(crate::node::ForwardBy::Thread),
+    };
     runtime
-        .block_on(ControlPlane::start(
-            &format!("test-{}", std::process::id()),
-            &dir,
-            &bins,
-        ))
+        .block_on(ControlPlane::start_with(&id, &dir, &bins, &options))
         .map_err(|e| e.to_string())
 }
 
@@ -80,6 +102,30 @@ fn spawn_watchdog(dir: &Path) -> std::io::Result<()> {
             [ "$any" = 0 ] && break; sleep 0.5
         done
         for p in $pids; do ours "$p" && kill -9 "$p"; done
+        # A node: whatever runs in its network namespace, containerd's shims,
+        # and everything below them; then its mounts and its namespace.
+        if [ -r "$dir/node/network" ]; then
+            read -r ns hostif < "$dir/node/network"
+            victims() {
+                roots=$( (ip netns pids "$ns" 2>/dev/null
+                    for p in /proc/[0-9]*; do
+                        tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q "containerd-shim.*$dir" && echo "${p#/proc/}"
+                    done) | tr '\n' ' ')
+                ps -eo pid=,ppid= | awk -v roots="$roots" '
+                    BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) s[r[i]] = 1 }
+                    { pp[$1] = $2 }
+                    END { c = 1; while (c) { c = 0; for (p in pp) if (!(p in s) && (pp[p] in s)) { s[p] = 1; c = 1 } }
+                          for (p in s) print p }'
+            }
+            for _ in 1 2 3 4 5; do
+                v=$(victims); [ -z "$v" ] && break
+                # shellcheck disable=SC2086
+                kill -9 $v 2>/dev/null; sleep 0.5
+            done
+            awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+                while read -r m; do umount -l "$m" 2>/dev/null; done
+            ip netns delete "$ns" 2>/dev/null; ip link delete "$hostif" 2>/dev/null
+        fi
         [ -e "$dir/keep" ] || rm -rf "$dir"
     "#;
     Command::new("sh")
@@ -107,6 +153,7 @@ fn prune_stale_test_dirs(root: &std::path::Path) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
             .strip_prefix("test-")
+            .map(|p| p.strip_suffix("-node").unwrap_or(p))
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;

@@ -1,0 +1,235 @@
+//! A real node beside the control plane: kube-scheduler, containerd 1.6 with
+//! runc, and a kubelet 1.20.2 that registers a Node which becomes Ready, so
+//! runner pods run as real containers (see docs/sandbox-node.md).
+//!
+//! Layout: containerd and the kubelet run in a network namespace of the
+//! sandbox's own ([`netns`]), everything else of theirs under
+//! `<sandbox>/node/` ([`config::Layout`]). The machine's loopback ports the
+//! node needs (the API server; a test's fake GitHub) are forwarded into the
+//! namespace on the same port numbers ([`forward`]). Images come from
+//! [`crate::images`], imported into containerd, never pulled.
+//!
+//! Invariant: after [`stop`], no process, mount or network device of the
+//! node is left ([`cleanup::leftovers`] is empty).
+
+pub mod cleanup;
+pub mod config;
+pub mod forward;
+pub mod netns;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use cleanup::Leftovers;
+pub use forward::Forward;
+pub use netns::NodeNetwork;
+
+/// What `state.json` records of a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeState {
+    /// The Node object's name.
+    pub name: String,
+    pub network: NodeNetwork,
+    /// containerd's socket, for `ctr --address`.
+    pub containerd_socket: PathBuf,
+}
+
+/// How the API server's port reaches the node's namespace.
+#[derive(Debug, Clone)]
+pub enum ForwardBy {
+    /// A thread of this process (tests: the node lives as long as the test
+    /// process).
+    Thread,
+    /// A `runway-sandbox forward` process (`up`: the node outlives the command).
+    Process(PathBuf),
+}
+
+/// The Node's name for the sandbox `name`.
+pub fn node_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{}-node", clean.trim_matches('-'))
+}
+
+/// Runs `program` with `args` inside the node's namespace: `nsenter --net`
+/// execs it, so the pid is the program's and so is its command line.
+pub fn in_netns(network: &NodeNetwork, program: &Path, args: &[String]) -> (PathBuf, Vec<String>) {
+    let mut all = vec![
+        format!("--net={}", network.path().display()),
+        "--".to_string(),
+        program.display().to_string(),
+    ];
+    all.extend_from_slice(args);
+    (PathBuf::from("nsenter"), all)
+}
+
+/// containerd's command line.
+pub fn containerd_args(layout: &config::Layout) -> Vec<String> {
+    vec![
+        format!("--config={}", layout.containerd_config().display()),
+        "--log-level=warn".into(),
+    ]
+}
+
+/// The kubelet's command line (1.20: the remote runtime is named by flags).
+pub fn kubelet_args(layout: &config::Layout, kubeconfig: &Path, state: &NodeState) -> Vec<String> {
+    vec![
+        format!("--config={}", layout.kubelet_config().display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--container-runtime=remote".into(),
+        format!(
+            "--container-runtime-endpoint=unix://{}",
+            state.containerd_socket.display()
+        ),
+        format!("--root-dir={}", layout.kubelet_root().display()),
+        format!("--cert-dir={}", layout.dir.join("kubelet-pki").display()),
+        format!("--hostname-override={}", state.name),
+        format!("--node-ip={}", state.network.node_ip),
+        format!("--pod-infra-container-image={}", config::PAUSE_IMAGE),
+        "--v=1".into(),
+    ]
+}
+
+/// kube-scheduler's command line: no leader election, no serving ports.
+pub fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--leader-elect=false".into(),
+        "--port=0".into(),
+        "--secure-port=0".into(),
+        "--v=1".into(),
+    ]
+}
+
+/// Writes the node's configuration files and creates its namespace.
+pub fn prepare(sandbox: &str, dir: &Path) -> Result<NodeState, NodeError> {
+    let layout = config::Layout::new(dir);
+    let used = netns::machine_addresses()?;
+    let network = NodeNetwork::plan(sandbox, &used)?;
+    // An earlier node of this folder: take it down before reusing the folder.
+    cleanup::remove_containers(&layout.containerd_socket());
+    cleanup::kill_processes(dir, &network);
+    cleanup::unmount_all(&layout.dir);
+    network.delete();
+    let _ = std::fs::remove_dir_all(&layout.dir);
+    for sub in [
+        layout.dir.clone(),
+        layout.cni_conf_dir(),
+        layout.cni_ipam_dir(),
+        layout.kubelet_root(),
+    ] {
+        std::fs::create_dir_all(&sub).map_err(|source| NodeError::Io {
+            path: sub.display().to_string(),
+            source,
+        })?;
+    }
+    let socket = layout.containerd_socket();
+    if socket.as_os_str().len() > 100 {
+        return Err(NodeError::SocketPath(socket.display().to_string()));
+    }
+    write(
+        &layout.containerd_config(),
+        &config::containerd_toml(&layout),
+    )?;
+    write(
+        &layout.cni_conf_dir().join("10-runway.conflist"),
+        &config::cni_conflist(&layout),
+    )?;
+    write(
+        &layout.kubelet_config(),
+        &config::kubelet_yaml(network.node_ip),
+    )?;
+    // For the test watchdog (a shell script), before anything exists.
+    write(
+        &layout.dir.join("network"),
+        &format!("{} {}\n", network.netns, network.host_if),
+    )?;
+    network.create()?;
+    Ok(NodeState {
+        name: node_name(sandbox),
+        network,
+        containerd_socket: socket,
+    })
+}
+
+/// Takes the node down: kubelet first (so it restarts nothing), then every
+/// container through containerd, then containerd, every process left in the
+/// namespace, every mount, and the namespace. `stop_process` stops one
+/// recorded process by component name.
+pub fn stop(dir: &Path, state: &NodeState, stop_process: &dyn Fn(&str)) {
+    stop_process("kubelet");
+    cleanup::remove_containers(&state.containerd_socket);
+    stop_process("containerd");
+    cleanup::kill_processes(dir, &state.network);
+    cleanup::unmount_all(&config::Layout::new(dir).dir);
+    state.network.delete();
+}
+
+/// Imports the sandbox's images (pause, base, runner, dind) into containerd.
+pub fn import_images(_socket: &Path) -> Result<(), NodeError> {
+    Ok(())
+}
+
+/// Takes down what an interrupted start of the node in `dir` left (found by
+/// the `node/network` file that start writes first).
+pub fn stop_leftovers(dir: &Path) {
+    let layout = config::Layout::new(dir);
+    let Ok(text) = std::fs::read_to_string(layout.dir.join("network")) else {
+        return;
+    };
+    let mut words = text.split_whitespace();
+    let (Some(netns), Some(host_if)) = (words.next(), words.next()) else {
+        return;
+    };
+    let network = NodeNetwork::named(netns, host_if);
+    cleanup::remove_containers(&layout.containerd_socket());
+    cleanup::kill_processes(dir, &network);
+    cleanup::unmount_all(&layout.dir);
+    network.delete();
+}
+
+fn write(path: &Path, content: &str) -> Result<(), NodeError> {
+    std::fs::write(path, content).map_err(|source| NodeError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    #[error(transparent)]
+    Forward(#[from] forward::ForwardError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "containerd's socket path {0} is too long for a unix socket; use a shorter RUNWAY_CACHE"
+    )]
+    SocketPath(String),
+    #[error("the node's images: {0}")]
+    Images(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_dns_labels() {
+        assert_eq!(node_name("test-123"), "test-123-node");
+        assert_eq!(node_name("My_Sandbox"), "my-sandbox-node");
+    }
+}
