@@ -195,13 +195,13 @@ impl Layer {
         scratch: &Path,
         out: W,
     ) -> Result<W, ImageError> {
-        let write_err = |source: io::Error| ImageError::Write {
-            image: image.to_string(),
-            path: scratch.to_path_buf(),
-            source,
-        };
         let mut tar = tar::Builder::new(out);
         for (path, entry) in &self.entries {
+            let write_err = |source: io::Error| ImageError::LayerEntry {
+                image: image.to_string(),
+                entry: path.clone(),
+                source,
+            };
             let mut header = tar::Header::new_gnu();
             header.set_mtime(0);
             header.set_uid(entry.uid);
@@ -238,7 +238,11 @@ impl Layer {
                 }
             }
         }
-        tar.into_inner().map_err(write_err)
+        tar.into_inner().map_err(|source| ImageError::LayerEntry {
+            image: image.to_string(),
+            entry: "(end of the layer)".to_string(),
+            source,
+        })
     }
 }
 
@@ -465,6 +469,31 @@ mod tests {
             digest(&sample()),
             digest(&changed),
             "an owner change changes the digest"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_named_with_its_image() {
+        let mut layer = Layer::new();
+        let missing = PathBuf::from("/nonexistent/runway-images/tool");
+        layer
+            .file("bin/tool", Source::Path(missing), 0o755, 0, 0)
+            .expect("file");
+        let err = layer
+            .input_digest("runway.local/x:1", &mut Sha256::new())
+            .expect_err("missing");
+        let message = err.to_string();
+        assert!(message.contains("runway.local/x:1"), "{message}");
+        assert!(
+            message.contains("/nonexistent/runway-images/tool"),
+            "{message}"
+        );
+        let err = layer
+            .write_tar("runway.local/x:1", Path::new("/x"), Vec::new())
+            .expect_err("missing");
+        assert!(
+            err.to_string().contains("/nonexistent/runway-images/tool"),
+            "{err}"
         );
     }
 

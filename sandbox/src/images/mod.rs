@@ -75,6 +75,12 @@ pub enum ImageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("image {image}: cannot add /{entry} to the layer: {source}")]
+    LayerEntry {
+        image: String,
+        entry: String,
+        source: std::io::Error,
+    },
     #[error("image {image}: cannot run `{command}`: {source}")]
     Spawn {
         image: String,
