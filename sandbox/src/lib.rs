@@ -17,6 +17,7 @@ pub mod fake_kubelet;
 pub mod github;
 pub mod helm;
 pub mod http_proxy;
+pub mod images;
 pub mod kubelet;
 pub mod names;
 pub mod node;
