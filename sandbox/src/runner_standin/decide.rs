@@ -352,7 +352,15 @@ mod tests {
     fn step_ends_make_the_result() {
         let steps: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         use StepEnd::*;
-        let cases: Vec<(Vec<StepEnd>, &str, Option<u32>, Option<&str>, Option<i32>)> = vec![
+        // (ends, result, failed step, failed command, exit code)
+        type Case = (
+            Vec<StepEnd>,
+            &'static str,
+            Option<u32>,
+            Option<&'static str>,
+            Option<i32>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 vec![Exited(0), Exited(0), Exited(0)],
                 "succeeded",
