@@ -384,6 +384,21 @@ async fn sigterm_while_idle_ends_it_promptly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_deleted_while_idle_ends_with_an_error() {
+    let s = setup(long_poll(5_000)).await;
+    let (runner_id, encoded) = s.jit_config("arm-runner-8").await;
+    let mut standin = spawn_standin(&encoded, None);
+    standin
+        .wait_for_line("listening for jobs", Duration::from_secs(10))
+        .await;
+    let (status, _) = s.service.delete(&agent_path(runner_id)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, output) = standin.finish(Duration::from_secs(3)).await;
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("deleted"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_https_with_the_fakes_ca() {
     let opts = FakeOptions {
         tls: true,
