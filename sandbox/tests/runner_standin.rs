@@ -384,6 +384,37 @@ async fn sigterm_while_idle_ends_it_promptly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_step_kills_it_and_reports_the_job_canceled() {
+    let s = setup(long_poll(300)).await;
+    let (_, encoded) = s.jit_config("arm-runner-9").await;
+    let id = s
+        .queue_acquired(&["echo sleeping; sleep 30".to_string(), "true".to_string()])
+        .await;
+    let mut standin = spawn_standin(&encoded, None);
+    standin
+        .wait_for_line("sleeping", Duration::from_secs(10))
+        .await;
+    let pid = standin.child.id().expect("running");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    let sent = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let (status, output) = standin.finish(Duration::from_secs(10)).await;
+    assert!(sent.elapsed() < Duration::from_secs(5), "{output}");
+    assert_eq!(status.code(), Some(0), "{output}");
+    let report = s.github.job_report(id).expect("a report");
+    assert_eq!(
+        (report.result.as_str(), report.failed_step, report.exit_code),
+        ("canceled", Some(1), None)
+    );
+    let events = s.events_until_completed(id).await;
+    let job = messages_of(&events, id);
+    assert_eq!(
+        job.last().map(|m| m["result"].clone()),
+        Some(json!("canceled"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_deleted_while_idle_ends_with_an_error() {
     let s = setup(long_poll(5_000)).await;
     let (runner_id, encoded) = s.jit_config("arm-runner-8").await;
