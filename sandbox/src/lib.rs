@@ -25,6 +25,7 @@ pub mod paths;
 pub mod pki;
 pub mod play;
 pub mod process;
+pub mod runner_standin;
 pub mod stage;
 pub mod sts;
 pub mod testing;

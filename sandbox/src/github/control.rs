@@ -11,7 +11,8 @@
 //! | `POST /_control/pats` | `{"token"}` | 204 |
 //! | `POST /_control/apps` | `{"appId","clientId","installationId","publicKeyPem"}` | 204 |
 //! | `POST /_control/runner-groups` | `{"name"}` | `{"id"}` |
-//! | `POST /_control/jobs` | `{"scaleSetId", "repository"?, "workflowRef"?, "displayName"?, "labels"?}` | `{"runnerRequestId","jobId"}` |
+//! | `POST /_control/jobs` | `{"scaleSetId", "repository"?, "workflowRef"?, "displayName"?, "labels"?, "steps"?}` | `{"runnerRequestId","jobId"}` |
+//! | `GET /_control/jobs/{id}/report` | | what its runner reported (`JobReport`), 404 until then |
 //! | `POST /_control/jobs/{id}/start` | `{"runnerName"}` | 204 |
 //! | `POST /_control/jobs/{id}/complete` | `{"result"}` | 204 |
 //! | `DELETE /_control/scalesets/{id}` | | 204 |
@@ -38,7 +39,7 @@ use super::auth::FakeApp;
 use super::faults::{Endpoint, Fault};
 use super::messages::RawMessage;
 use super::server::App;
-use super::state::{NewJob, Snapshot, StateError};
+use super::state::{JobReport, NewJob, Snapshot, StateError};
 
 #[derive(Debug)]
 pub struct ControlError(StatusCode, String);
@@ -86,6 +87,7 @@ pub fn routes() -> Router<App> {
         .route("/_control/apps", post(add_app))
         .route("/_control/runner-groups", post(add_runner_group))
         .route("/_control/jobs", post(queue_job))
+        .route("/_control/jobs/{id}/report", get(job_report))
         .route("/_control/jobs/{id}/start", post(start_job))
         .route("/_control/jobs/{id}/complete", post(complete_job))
         .route("/_control/scalesets/{id}", delete(delete_scale_set))
@@ -180,6 +182,9 @@ struct JobRequest {
     display_name: Option<String>,
     #[serde(default)]
     labels: Vec<String>,
+    /// Shell commands for a stand-in runner; null or missing: none.
+    #[serde(default)]
+    steps: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -197,6 +202,7 @@ async fn queue_job(State(app): State<App>, body: Bytes) -> Reply<Json<Queued>> {
         workflow_ref: request.workflow_ref.unwrap_or(defaults.workflow_ref),
         display_name: request.display_name.unwrap_or(defaults.display_name),
         labels: request.labels,
+        steps: request.steps.unwrap_or_default(),
     };
     let (runner_request_id, job_id) =
         app.state(|s, now| s.queue_job(request.scale_set_id, job, now))?;
@@ -204,6 +210,15 @@ async fn queue_job(State(app): State<App>, body: Bytes) -> Reply<Json<Queued>> {
         runner_request_id,
         job_id,
     }))
+}
+
+async fn job_report(State(app): State<App>, Path(id): Path<i64>) -> Reply<Json<JobReport>> {
+    app.state(|s, _| s.job_report(id)).map(Json).ok_or_else(|| {
+        ControlError(
+            StatusCode::NOT_FOUND,
+            format!("no runner has reported job {id}"),
+        )
+    })
 }
 
 #[derive(Deserialize)]

@@ -24,8 +24,9 @@
 //!
 //! Module map: `state` (every decision, pure), `messages` (queue semantics
 //! and message bodies), `auth` (tokens and JWTs), `faults` (fault injection
-//! and counters), `rest`, `actions` and `control` (the routes), `wire` (the
-//! JSON), `server` (accept loop, TLS, router), `tls` (certificates).
+//! and counters), `rest`, `actions` and `control` (the routes), `runner_api`
+//! (what the stand-in runner calls), `wire` (the JSON), `server` (accept
+//! loop, TLS, router), `tls` (certificates).
 
 mod actions;
 mod auth;
@@ -33,6 +34,7 @@ mod control;
 mod faults;
 mod messages;
 mod rest;
+mod runner_api;
 pub(crate) mod server;
 mod state;
 pub(crate) mod tls;
@@ -49,8 +51,8 @@ use tokio::sync::watch;
 pub use auth::{EXAMPLE_APP_PRIVATE_KEY_PEM, EXAMPLE_APP_PUBLIC_KEY_PEM, FakeApp};
 pub use faults::{Endpoint, Fault};
 pub use state::{
-    JobState, JobView, NewJob, RunnerSettings, RunnerView, ScaleSetView, SessionInfo, Snapshot,
-    StateError, Statistics,
+    JobReport, JobState, JobView, NewJob, RunnerSettings, RunnerView, ScaleSetView, SessionInfo,
+    Snapshot, StateError, Statistics,
 };
 
 use server::App;
@@ -267,6 +269,13 @@ impl FakeGitHub {
         Ok(self
             .app()
             .state(|s, now| s.complete_job(runner_request_id, result, now))?)
+    }
+
+    /// What the runner that ran the job reported (the stand-in runner,
+    /// through `/_runner/`), once it did: result, failed step, exit code
+    /// and the output's last lines.
+    pub fn job_report(&self, runner_request_id: i64) -> Option<JobReport> {
+        self.app().state(|s, _| s.job_report(runner_request_id))
     }
 
     /// Queues a message written by hand as the next message of the scale

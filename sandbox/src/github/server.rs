@@ -36,7 +36,7 @@ use super::FakeOptions;
 use super::auth::TokenStore;
 use super::faults::{Endpoint, Fault, FaultBook};
 use super::state::{Settings, State};
-use super::{actions, control, rest, wire};
+use super::{actions, control, rest, runner_api, wire};
 
 /// The path under which each tenant's Actions service lives.
 pub const ACTIONS_PREFIX: &str = "/_services/pipelines";
@@ -184,6 +184,7 @@ pub fn router(app: &App) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), byte_order_mark));
     Router::new()
         .merge(control::routes())
+        .merge(runner_api::routes())
         .merge(github)
         .fallback(unmatched)
         .with_state(app.clone())

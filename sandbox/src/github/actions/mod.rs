@@ -305,6 +305,7 @@ fn encoded_jit_config(
     runner: &RunnerView,
     set: &ScaleSetView,
     work_folder: &str,
+    client_id: &str,
 ) -> Reply<String> {
     let runner_file = wire::JitRunnerFile {
         agent_id: runner.id,
@@ -324,7 +325,7 @@ fn encoded_jit_config(
     let credentials = wire::JitCredentialsFile {
         scheme: "OAuth",
         data: wire::JitCredentialsData {
-            client_id: random_string(32),
+            client_id: client_id.to_string(),
             authorization_url: format!("{}_apis/oauth2/token", admin.actions_url),
         },
     };
@@ -347,11 +348,14 @@ async fn generate_jit_config(
     body: Bytes,
 ) -> Reply<Json<wire::JitConfigResponse>> {
     let request: wire::JitConfigRequest = parse_body(&body)?;
+    // The credential a runner comes online with (see `runner_api`).
+    let client_id = random_string(32);
     let (registered, set) = app.state(|s, _| {
         let registered = s.register_runner(admin.tenant, p.id, &request.name)?;
+        s.issue_jit_config(registered.id, &client_id);
         Ok::<_, StateError>((registered, s.scale_set(Some(admin.tenant), p.id)?))
     })?;
-    let encoded = encoded_jit_config(&admin, &registered, &set, &request.work_folder)?;
+    let encoded = encoded_jit_config(&admin, &registered, &set, &request.work_folder, &client_id)?;
     Ok(Json(wire::JitConfigResponse {
         runner: runner(&registered),
         encoded_jit_config: encoded,

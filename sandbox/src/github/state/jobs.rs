@@ -80,6 +80,8 @@ impl State {
                 finish_time: None,
                 phase: Phase::Available,
                 requeues: 0,
+                steps: job.steps,
+                report: None,
             },
         );
         self.emit(runner_request_id, EventKind::Available);

@@ -34,6 +34,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::messages::MessageQueue;
+use runner_side::JitRecord;
+pub use runner_side::{JobReport, RunnerError};
 
 pub const DEFAULT_RUNNER_GROUP_ID: i64 = 1;
 pub const DEFAULT_RUNNER_GROUP_NAME: &str = "Default";
@@ -179,6 +181,9 @@ pub struct NewJob {
     pub display_name: String,
     /// The job's `runs-on` labels; empty means the scale set's name.
     pub labels: Vec<String>,
+    /// Shell commands a stand-in runner runs in order (`sh -c`); see
+    /// `runner_side`. The player ignores them.
+    pub steps: Vec<String>,
 }
 
 impl Default for NewJob {
@@ -188,6 +193,7 @@ impl Default for NewJob {
             workflow_ref: "runway-dev/example/.github/workflows/ci.yml@refs/heads/main".to_string(),
             display_name: "build".to_string(),
             labels: Vec::new(),
+            steps: Vec::new(),
         }
     }
 }
@@ -277,6 +283,9 @@ struct Job {
     finish_time: Option<Instant>,
     phase: Phase,
     requeues: u32,
+    steps: Vec<String>,
+    /// What the stand-in runner that ran the job reported.
+    report: Option<JobReport>,
 }
 
 impl Job {
@@ -308,6 +317,9 @@ pub struct State {
     scale_sets: BTreeMap<i64, ScaleSet>,
     runners: BTreeMap<i64, Runner>,
     jobs: BTreeMap<i64, Job>,
+    /// Every JIT config issued, by runner id (kept after the runner goes,
+    /// so that a spent config is refused as spent).
+    jit_configs: BTreeMap<i64, JitRecord>,
 }
 
 fn deadline(from: Instant, after: Duration) -> Option<Instant> {
@@ -343,6 +355,7 @@ impl State {
             scale_sets: BTreeMap::new(),
             runners: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            jit_configs: BTreeMap::new(),
         }
     }
 
@@ -502,6 +515,7 @@ impl State {
 }
 
 mod jobs;
+mod runner_side;
 mod runners;
 mod scale_sets;
 mod sessions;
