@@ -33,4 +33,4 @@ pub mod wait;
 
 pub use cluster::{ClusterError, ControlPlane};
 pub use crds::apply_crd;
-pub use testing::{TestNamespace, shared, test_namespace};
+pub use testing::{TestNamespace, node_test_namespace, shared, shared_node, test_namespace};

@@ -191,7 +191,16 @@ pub struct TestNamespace {
 /// Creates a fresh namespace on the shared control plane and waits until its
 /// `default` ServiceAccount has a token, so that pods can be created in it.
 pub async fn test_namespace() -> TestNamespace {
-    let plane = shared();
+    namespace_on(shared()).await
+}
+
+/// Like [`test_namespace`], on the shared control plane with a real node
+/// ([`shared_node`]): pods created in it run as containers.
+pub async fn node_test_namespace() -> TestNamespace {
+    namespace_on(shared_node()).await
+}
+
+async fn namespace_on(plane: &'static ControlPlane) -> TestNamespace {
     let client = plane
         .admin_client()
         .await

@@ -174,9 +174,43 @@ pub fn stop(dir: &Path, state: &NodeState, stop_process: &dyn Fn(&str)) {
     state.network.delete();
 }
 
-/// Imports the sandbox's images (pause, base, runner, dind) into containerd.
-pub fn import_images(_socket: &Path) -> Result<(), NodeError> {
+/// Builds (or takes from the cache) the sandbox's images (pause, base,
+/// runner, dind) and imports them into the node's containerd.
+pub fn import_images(socket: &Path) -> Result<(), NodeError> {
+    let dir = binaries_dir()?;
+    let inputs = crate::images::Inputs::new(dir.join("runway"), dir.join("runway-runner-standin"));
+    for image in crate::images::build_all(&inputs).map_err(|e| NodeError::Images(e.to_string()))? {
+        crate::images::import(socket, &image).map_err(|e| NodeError::Images(e.to_string()))?;
+    }
     Ok(())
+}
+
+/// The folder holding the `runway` and `runway-runner-standin` binaries that
+/// go into the runner image: `$RUNWAY_BIN_DIR`, else beside this program
+/// (or one folder up, for a test binary in `target/<profile>/deps/`).
+pub fn binaries_dir() -> Result<PathBuf, NodeError> {
+    let has_both =
+        |dir: &Path| dir.join("runway").is_file() && dir.join("runway-runner-standin").is_file();
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf));
+    let candidates: Vec<PathBuf> = std::env::var_os("RUNWAY_BIN_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(exe_dir.iter().cloned())
+        .chain(
+            exe_dir
+                .iter()
+                .filter_map(|d| d.parent().map(Path::to_path_buf)),
+        )
+        .collect();
+    candidates
+        .iter()
+        .find(|d| has_both(d))
+        .cloned()
+        .ok_or_else(|| {
+            NodeError::Binaries(candidates.iter().map(|d| d.display().to_string()).collect())
+        })
 }
 
 /// Takes down what an interrupted start of the node in `dir` left (found by
@@ -221,6 +255,10 @@ pub enum NodeError {
     SocketPath(String),
     #[error("the node's images: {0}")]
     Images(String),
+    #[error(
+        "the runner image needs the `runway` and `runway-runner-standin` binaries; none of {0:?} has both. Build them with `cargo build -p runway-agent -p runway-sandbox` (or set RUNWAY_BIN_DIR)"
+    )]
+    Binaries(Vec<String>),
 }
 
 #[cfg(test)]
