@@ -67,9 +67,20 @@ pub struct Running {
 /// `min`, `maxRunners` `max`).
 pub async fn stored(name: &str, min: i32, max: i32) -> (TestNamespace, FakeGitHub, RunnerScaleSet) {
     let ns = test_namespace().await;
-    super::install_crd(&ns.client()).await;
     let fake = super::start_fake().await;
+    let spec = super::scale_set_spec(&fake, SECRET, min, Some(max));
+    stored_in(ns, fake, name, spec).await
+}
 
+/// The credentials Secret and the `RunnerScaleSet` `name` with `spec`, in
+/// `ns`, for `fake`.
+pub async fn stored_in(
+    ns: TestNamespace,
+    fake: FakeGitHub,
+    name: &str,
+    spec: crd::RunnerScaleSetSpec,
+) -> (TestNamespace, FakeGitHub, RunnerScaleSet) {
+    super::install_crd(&ns.client()).await;
     let secrets: Api<Secret> = ns.api();
     let secret = Secret {
         metadata: ObjectMeta {
@@ -86,10 +97,7 @@ pub async fn stored(name: &str, min: i32, max: i32) -> (TestNamespace, FakeGitHu
 
     let api: Api<RunnerScaleSet> = ns.api();
     let rss = api
-        .create(
-            &PostParams::default(),
-            &RunnerScaleSet::new(name, super::scale_set_spec(&fake, SECRET, min, Some(max))),
-        )
+        .create(&PostParams::default(), &RunnerScaleSet::new(name, spec))
         .await
         .expect("create the RunnerScaleSet");
     (ns, fake, rss)
@@ -99,6 +107,13 @@ pub async fn stored(name: &str, min: i32, max: i32) -> (TestNamespace, FakeGitHu
 /// `maxRunners` `max`) and waits for its listener's first poll.
 pub async fn start(name: &str, min: i32, max: i32) -> Running {
     let (ns, fake, rss) = stored(name, min, max).await;
+    launch(ns, fake, rss).await
+}
+
+/// Starts `run_scale_set` for the stored `rss` and waits for its listener's
+/// first poll.
+pub async fn launch(ns: TestNamespace, fake: FakeGitHub, rss: RunnerScaleSet) -> Running {
+    let name = rss.metadata.name.clone().unwrap_or_default();
     let api: Api<RunnerScaleSet> = ns.api();
 
     let (stop, stop_rx) = watch::channel(false);
@@ -106,14 +121,14 @@ pub async fn start(name: &str, min: i32, max: i32) -> Running {
     let task = tokio::spawn(run_scale_set(ns.client(), rss, options(totals_tx), stop_rx));
 
     let scale_set_id = wait::until("status.scaleSetId", WAIT, || async {
-        api.get(name).await.ok()?.status?.scale_set_id
+        api.get(&name).await.ok()?.status?.scale_set_id
     })
     .await
     .unwrap();
     let running = Running {
         ns,
         fake,
-        name: name.into(),
+        name,
         scale_set_id,
         stop,
         totals,
