@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::demand::Demand;
 use super::ended::EndedRunners;
 use super::pod::{is_busy, is_outdated};
+use super::start::{BlockedStarts, StartFailure};
 use super::{REGISTRATION_FINALIZER, RUNNER_CONTAINER, RUNNER_ID_ANNOTATION};
 use crate::crd::RunnerScaleSetSpec;
 use crate::scaler::{FailureHistory, FailureKind, Runner, RunnerState};
@@ -204,6 +205,11 @@ pub struct Memory {
     /// Pods with the scale set's label that it does not control, as the
     /// last pass found them (each is logged once, when first seen).
     pub foreign_pods: BTreeSet<String>,
+    /// Pods whose containers wait for a reason that blocks their start.
+    pub blocked_starts: BlockedStarts,
+    /// The last pod that failed to start, shown in the condition until a
+    /// runner starts again.
+    pub start_failure: Option<StartFailure>,
 }
 
 #[cfg(test)]
