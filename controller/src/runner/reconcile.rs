@@ -40,15 +40,13 @@ pub use super::outcome::{
 use super::pod::{SidecarSupport, busy_annotations, is_busy, is_controlled_by};
 use super::pod::{has_irsa, jit_secret_name};
 use super::registry::RunnerRegistry;
-use super::start::StartFailure;
+use super::start::{failed_to_start, start_failure_shown};
 use super::state::{Memory, has_registration_finalizer, pod_name, runner_id, runner_of, to_chrono};
 use super::{REGISTRATION_FINALIZER, SCALE_SET_LABEL};
 use crate::crd::RunnerScaleSet;
 use crate::github::Error as GitHubError;
 use crate::patch;
-use crate::scaler::{
-    self, DeleteReason, FailureKind, Runner, RunnerState, ScaleInput, ScalePolicy,
-};
+use crate::scaler::{self, DeleteReason, RunnerState, ScaleInput, ScalePolicy};
 
 /// Tunables of the reconciler; the defaults suit a real cluster.
 #[derive(Debug, Clone)]
@@ -301,32 +299,6 @@ pub(super) fn irsa_condition(pods: &[Pod], irsa_expected: Option<bool>) -> Optio
             missing.join(", ")
         ),
     })
-}
-
-/// A pending runner whose pod cannot start (see `runner::start`) failed to
-/// start: deleted, and counted towards the backoff.
-fn failed_to_start(mut runner: Runner, failed: &[StartFailure]) -> Runner {
-    if runner.state == RunnerState::Pending && failed.iter().any(|f| f.pod == runner.name) {
-        runner.state = RunnerState::Failed(FailureKind::Startup);
-    }
-    runner
-}
-
-/// The start failure the `RunnersFailingToStart` condition shows: the last
-/// one, until a runner starts again or the failure history is forgotten.
-fn start_failure_shown(
-    memory: &mut Memory,
-    policy: &ScalePolicy,
-    now: DateTime<Utc>,
-) -> Option<StartFailure> {
-    let recent = memory
-        .failures
-        .last_failure
-        .is_some_and(|at| now - at < policy.failure_memory);
-    if !recent {
-        memory.start_failure = None;
-    }
-    memory.start_failure.clone()
 }
 
 /// Whether any container of the pod has run: the kubelet found its Secret.
@@ -670,47 +642,6 @@ mod tests {
     use super::*;
     use kube::api::ObjectMeta;
     use serde_json::json;
-
-    #[test]
-    fn only_a_pending_runner_fails_to_start() {
-        use crate::runner::start::{Blocked, StartFailure};
-        let failed = [StartFailure {
-            pod: "blocked".into(),
-            container: "runner".into(),
-            image: "i".into(),
-            blocked: Blocked::ImagePull,
-            message: "m".into(),
-        }];
-        let now = Utc::now();
-        let cases = [
-            (
-                "blocked",
-                RunnerState::Pending,
-                RunnerState::Failed(FailureKind::Startup),
-            ),
-            ("blocked", RunnerState::Finishing, RunnerState::Finishing),
-            ("other", RunnerState::Pending, RunnerState::Pending),
-        ];
-        for (name, state, expected) in cases {
-            let runner = failed_to_start(Runner::new(name, state, now), &failed);
-            assert_eq!(runner.state, expected, "{name} {state:?}");
-        }
-
-        // The condition shows the last failure while the history holds it.
-        let policy = ScalePolicy::default();
-        let mut memory = Memory {
-            start_failure: Some(failed[0].clone()),
-            ..Memory::default()
-        };
-        memory.failures.record_failures(1, now);
-        assert_eq!(
-            start_failure_shown(&mut memory, &policy, now),
-            Some(failed[0].clone())
-        );
-        let later = now + policy.failure_memory;
-        assert_eq!(start_failure_shown(&mut memory, &policy, later), None);
-        assert_eq!(memory.start_failure, None);
-    }
 
     #[test]
     fn the_busy_mark_removes_only_our_finalizer_in_the_same_patch() {

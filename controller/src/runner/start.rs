@@ -30,7 +30,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use super::outcome::{CONDITION_FAILING_TO_START, RunnerCondition};
-use super::state::pod_name;
+use super::state::{Memory, pod_name};
+use crate::scaler::{FailureKind, Runner, RunnerState, ScalePolicy};
 
 /// The kubelet's message is cut to this many characters in conditions and
 /// Events.
@@ -213,6 +214,32 @@ impl BlockedStarts {
     }
 }
 
+/// A pending runner whose pod cannot start failed to
+/// start: deleted, and counted towards the backoff.
+pub(super) fn failed_to_start(mut runner: Runner, failed: &[StartFailure]) -> Runner {
+    if runner.state == RunnerState::Pending && failed.iter().any(|f| f.pod == runner.name) {
+        runner.state = RunnerState::Failed(FailureKind::Startup);
+    }
+    runner
+}
+
+/// The start failure the `RunnersFailingToStart` condition shows: the last
+/// one, until a runner starts again or the failure history is forgotten.
+pub(super) fn start_failure_shown(
+    memory: &mut Memory,
+    policy: &ScalePolicy,
+    now: DateTime<Utc>,
+) -> Option<StartFailure> {
+    let recent = memory
+        .failures
+        .last_failure
+        .is_some_and(|at| now - at < policy.failure_memory);
+    if !recent {
+        memory.start_failure = None;
+    }
+    memory.start_failure.clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +299,46 @@ mod tests {
                 ..PodStatus::default()
             }),
         }
+    }
+
+    #[test]
+    fn only_a_pending_runner_fails_to_start() {
+        let failed = [StartFailure {
+            pod: "blocked".into(),
+            container: "runner".into(),
+            image: "i".into(),
+            blocked: Blocked::ImagePull,
+            message: "m".into(),
+        }];
+        let now = Utc::now();
+        let cases = [
+            (
+                "blocked",
+                RunnerState::Pending,
+                RunnerState::Failed(FailureKind::Startup),
+            ),
+            ("blocked", RunnerState::Finishing, RunnerState::Finishing),
+            ("other", RunnerState::Pending, RunnerState::Pending),
+        ];
+        for (name, state, expected) in cases {
+            let runner = failed_to_start(Runner::new(name, state, now), &failed);
+            assert_eq!(runner.state, expected, "{name} {state:?}");
+        }
+
+        // The condition shows the last failure while the history holds it.
+        let policy = ScalePolicy::default();
+        let mut memory = Memory {
+            start_failure: Some(failed[0].clone()),
+            ..Memory::default()
+        };
+        memory.failures.record_failures(1, now);
+        assert_eq!(
+            start_failure_shown(&mut memory, &policy, now),
+            Some(failed[0].clone())
+        );
+        let later = now + policy.failure_memory;
+        assert_eq!(start_failure_shown(&mut memory, &policy, later), None);
+        assert_eq!(memory.start_failure, None);
     }
 
     #[test]
