@@ -98,19 +98,26 @@ impl StartFailure {
             message,
             ..
         } = self;
-        let what = match self.blocked {
-            Blocked::ImagePull => {
-                format!("{container} container image \"{image}\" cannot be pulled")
-            }
-            Blocked::InvalidImageName => {
-                format!("{container} container image \"{image}\" is not a valid image name")
-            }
-            Blocked::CreateContainerConfigError | Blocked::CreateContainerError => {
-                format!("{container} container (image \"{image}\") cannot be created")
-            }
+        let (what, fix) = match self.blocked {
+            Blocked::ImagePull => (
+                format!("{container} container image \"{image}\" cannot be pulled"),
+                "the image and imagePullSecrets",
+            ),
+            Blocked::InvalidImageName => (
+                format!("{container} container image \"{image}\" is not a valid image name"),
+                "the image",
+            ),
+            Blocked::CreateContainerConfigError => (
+                format!("{container} container (image \"{image}\") cannot be created"),
+                "the Secrets and ConfigMaps its env and volumes name",
+            ),
+            Blocked::CreateContainerError => (
+                format!("{container} container (image \"{image}\") cannot be created"),
+                "the container's command, mounts and devices",
+            ),
         };
         format!(
-            "{what}: {message} (runner pod {pod}); runner pods are replaced with backoff until one starts: check the image and imagePullSecrets in the RunnerScaleSet's template"
+            "{what}: {message} (runner pod {pod}); runner pods are replaced with backoff until one starts: check {fix} in the RunnerScaleSet's template"
         )
     }
 
