@@ -29,7 +29,7 @@ use runway_controller::runner::{
     jit_secret_name,
 };
 use runway_sandbox::github::{Endpoint, FakeGitHub, Fault, NewJob};
-use runway_sandbox::kubelet::{self, Termination};
+use runway_sandbox::kubelet::{self, Termination, container};
 use runway_sandbox::{TestNamespace, test_namespace, wait};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -803,4 +803,57 @@ async fn a_runner_pod_left_without_its_secret_is_taken_apart_with_get_only_on_se
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert!(out.deleted.is_empty() && out.created.is_empty(), "{out:?}");
     assert_eq!(s.pod_names().await, BTreeSet::from([whole]));
+}
+
+/// The kubelet's report on 1.20 (no native sidecars) after the runner's job:
+/// the runner container exited 0, dind runs on, the pod stays `Running`.
+async fn exited_beside_dind(s: &Setup, name: &str) {
+    kubelet::set_containers(
+        &s.pods(),
+        name,
+        "Running",
+        vec![
+            container::terminated("runner", Termination::completed()),
+            container::running("dind"),
+        ],
+    )
+    .await
+    .expect("report the runner exited beside a running dind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_runner_that_exited_beside_its_dind_sidecar_is_deleted_and_not_replaced_early() {
+    let s = setup("sidecar-busy", 0, Some(5)).await;
+    let first = s.reconcile(&Demand::desired(1)).await;
+    let runner = first.created[0].clone();
+    s.running(&runner).await;
+    s.start_job_on(&runner).await;
+    s.reconcile(&demand(1, &[&runner], &[])).await;
+    exited_beside_dind(&s, &runner).await;
+
+    // Its JobCompleted has not arrived: the job still counts as assigned,
+    // but its runner is done, so nothing replaces it.
+    let out = s.reconcile(&demand(1, &[&runner], &[])).await;
+    assert_eq!(out.deleted, [runner.as_str()]);
+    assert!(out.created.is_empty(), "{:?}", out.created);
+    s.wait_pod_gone(&runner).await;
+    let again = s.reconcile(&demand(1, &[], &[])).await;
+    assert!(again.created.is_empty(), "{:?}", again.created);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_takes_apart_a_busy_runner_that_exited_beside_its_dind_sidecar() {
+    let s = setup("sidecar-cleanup", 0, Some(5)).await;
+    let first = s.reconcile(&Demand::desired(1)).await;
+    let runner = first.created[0].clone();
+    s.running(&runner).await;
+    s.start_job_on(&runner).await;
+    s.reconcile(&demand(1, &[&runner], &[])).await;
+    exited_beside_dind(&s, &runner).await;
+
+    // Busy-annotated, but its runner has exited: nothing to wait for.
+    let cleanup = retire_runners(&s.ctx, &s.rss).await.expect("cleanup");
+    assert!(cleanup.busy.is_empty(), "{:?}", cleanup.busy);
+    assert_eq!(cleanup.outcome.deleted, [runner.as_str()]);
+    s.wait_pod_gone(&runner).await;
 }

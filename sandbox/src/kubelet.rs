@@ -114,3 +114,74 @@ struct StatusPatch {
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
+
+/// A container status as the kubelet reports it, for [`set_containers`].
+pub mod container {
+    use super::*;
+    use k8s_openapi::api::core::v1::ContainerStateWaiting;
+
+    /// Started and ready.
+    pub fn running(name: &str) -> ContainerStatus {
+        let state = ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(now()),
+            }),
+            ..ContainerState::default()
+        };
+        container_status(name, true, state)
+    }
+
+    /// Started, then ended `how`.
+    pub fn terminated(name: &str, how: Termination) -> ContainerStatus {
+        let state = ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: how.exit_code,
+                reason: Some(how.reason),
+                started_at: Some(now()),
+                finished_at: Some(now()),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        };
+        container_status(name, false, state)
+    }
+
+    /// Not started: waiting for `reason` (`ImagePullBackOff`, ...), with
+    /// the kubelet's `message`; `image` as in the pod spec.
+    pub fn waiting(name: &str, image: &str, reason: &str, message: &str) -> ContainerStatus {
+        let state = ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.into()),
+                message: Some(message.into()),
+            }),
+            ..ContainerState::default()
+        };
+        ContainerStatus {
+            image: image.into(),
+            ..container_status(name, false, state)
+        }
+    }
+}
+
+/// Reports the pod `name` in `phase` with exactly these container statuses
+/// (a pod whose containers differ: a runner that exited beside a dind
+/// sidecar that runs on, an image that cannot be pulled).
+pub async fn set_containers(
+    pods: &Api<Pod>,
+    name: &str,
+    phase: &str,
+    statuses: Vec<ContainerStatus>,
+) -> kube::Result<Pod> {
+    let status = PodStatus {
+        phase: Some(phase.into()),
+        start_time: Some(now()),
+        container_statuses: Some(statuses),
+        ..PodStatus::default()
+    };
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(StatusPatch { status }),
+    )
+    .await
+}

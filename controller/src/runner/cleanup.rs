@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::pod::is_busy;
 use super::reconcile::{Context, Outcome, Pass, ReconcileError, Unregistered};
 use super::registry::RunnerRegistry;
-use super::state::pod_name;
+use super::state::{pod_name, runner_end};
 use crate::crd::RunnerScaleSet;
 
 /// What one cleanup pass left behind.
@@ -85,10 +85,8 @@ enum Left {
     Other,
 }
 
-/// Whether the pod's containers are done (`Succeeded` or `Failed`).
+/// Whether the pod's runner is done (its container terminated, or the pod
+/// `Succeeded` or `Failed`): see [`runner_end`].
 fn has_ended(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
+    runner_end(pod).is_some()
 }

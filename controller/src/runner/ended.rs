@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::demand::Demand;
 use super::pod::is_busy;
-use super::state::pod_name;
+use super::state::{RunnerEnd, pod_name, runner_end};
 
 /// How long an ended runner waits for its JobCompleted at most.
 pub const GRACE: TimeDelta = TimeDelta::seconds(60);
@@ -50,23 +50,26 @@ impl EndedRunners {
     }
 }
 
-/// An ephemeral runner exits (pod `Succeeded`) after its one job; a busy
-/// runner's pod that failed lost its job with it.
+/// An ephemeral runner exits 0 after its one job (see [`runner_end`]: the
+/// runner container decides, not the phase a dind sidecar keeps `Running`);
+/// a busy runner that failed lost its job with it.
 fn ended_after_job(pod: &Pod, demand: &Demand) -> bool {
     let name = pod_name(pod);
     if demand.completed.contains(name) {
         return false;
     }
-    match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
-        Some("Succeeded") => true,
-        Some("Failed") => is_busy(pod) || demand.busy.contains(name),
-        _ => false,
+    match runner_end(pod) {
+        Some(RunnerEnd::Exited) => true,
+        Some(RunnerEnd::Failed) => is_busy(pod) || demand.busy.contains(name),
+        None => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, PodStatus,
+    };
     use kube::api::ObjectMeta;
 
     use super::*;
@@ -85,6 +88,32 @@ mod tests {
         }
     }
 
+    /// Kubernetes before 1.29: the runner exited 0, the dind sidecar keeps
+    /// the pod `Running`.
+    fn runner_exited_beside_dind(name: &str) -> Pod {
+        let status = |name: &str, state: ContainerState| ContainerStatus {
+            name: name.into(),
+            state: Some(state),
+            ..ContainerStatus::default()
+        };
+        let exited = ContainerState {
+            terminated: Some(ContainerStateTerminated::default()),
+            ..ContainerState::default()
+        };
+        let running = ContainerState {
+            running: Some(ContainerStateRunning::default()),
+            ..ContainerState::default()
+        };
+        let mut pod = pod(name, "Running");
+        if let Some(s) = pod.status.as_mut() {
+            s.container_statuses = Some(vec![
+                status(crate::runner::RUNNER_CONTAINER, exited),
+                status("dind", running),
+            ]);
+        }
+        pod
+    }
+
     #[test]
     fn ended_runners_count_until_their_job_is_reported_complete() {
         let t0 = Utc::now();
@@ -96,20 +125,25 @@ mod tests {
             pod("b", "Failed"),
             pod("idle-dead", "Failed"),
             pod("up", "Running"),
+            runner_exited_beside_dind("sidecar-done"),
         ];
-        assert_eq!(ended.unreported(&pods, &demand, t0, GRACE), 2, "done and b");
+        assert_eq!(
+            ended.unreported(&pods, &demand, t0, GRACE),
+            3,
+            "done, b and sidecar-done"
+        );
 
         // The pods are deleted; the memory keeps counting them.
         assert_eq!(
             ended.unreported(&[], &demand, t0 + TimeDelta::seconds(1), GRACE),
-            2
+            3
         );
 
         // JobCompleted for one of them.
         demand.completed.insert("done".into());
         assert_eq!(
             ended.unreported(&[], &demand, t0 + TimeDelta::seconds(2), GRACE),
-            1
+            2
         );
 
         // A runner that exited without a job is not waited for forever.

@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod pod;
 pub mod reconcile;
 pub mod registry;
+pub mod start;
 pub mod state;
 
 pub use demand::Demand;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::pod::PodError;
+use super::start::StartFailure;
 use crate::github::Error as GitHubError;
 use crate::scaler::Plan;
 
@@ -14,6 +15,9 @@ use crate::scaler::Plan;
 pub const CONDITION_QUOTA_EXCEEDED: &str = "QuotaExceeded";
 /// Condition type: a runner pod got no IRSA credentials even when replaced.
 pub const CONDITION_IRSA_MISSING: &str = "IrsaMissing";
+/// Condition type: runner pods do not start (an image that cannot be
+/// pulled, a container that cannot be created); see `runner::start`.
+pub const CONDITION_FAILING_TO_START: &str = "RunnersFailingToStart";
 
 /// Kubernetes writes of one pass, by kind (refused requests included).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,6 +100,8 @@ pub struct Outcome {
     pub spared: Vec<String>,
     /// Pods replaced because they were admitted without IRSA.
     pub replaced_without_irsa: Vec<String>,
+    /// Pods deleted because a container could not start.
+    pub failed_to_start: Vec<StartFailure>,
     pub kube: KubeWrites,
     pub github: GitHubCalls,
     pub conditions: Vec<RunnerCondition>,
@@ -116,6 +122,7 @@ impl Outcome {
         self.spared.extend(part.spared);
         self.replaced_without_irsa
             .extend(part.replaced_without_irsa);
+        self.failed_to_start.extend(part.failed_to_start);
         self.kube += part.kube;
         self.github += part.github;
         self.conditions.extend(part.conditions);

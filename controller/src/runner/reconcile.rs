@@ -23,7 +23,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -34,12 +34,13 @@ use kube::{Api, Client, Resource, ResourceExt};
 use super::demand::Demand;
 use super::ended;
 pub use super::outcome::{
-    CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls, KubeWrites, Outcome,
-    ReconcileError, RunnerCondition,
+    CONDITION_FAILING_TO_START, CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, GitHubCalls,
+    KubeWrites, Outcome, ReconcileError, RunnerCondition,
 };
 use super::pod::{SidecarSupport, busy_annotations, is_busy, is_controlled_by};
 use super::pod::{has_irsa, jit_secret_name};
 use super::registry::RunnerRegistry;
+use super::start::{failed_to_start, start_failure_shown};
 use super::state::{Memory, has_registration_finalizer, pod_name, runner_id, runner_of, to_chrono};
 use super::{REGISTRATION_FINALIZER, SCALE_SET_LABEL};
 use crate::crd::RunnerScaleSet;
@@ -62,6 +63,13 @@ pub struct Settings {
     /// Runners created at the same time (each is a JIT config, a Pod and a
     /// Secret).
     pub create_concurrency: usize,
+    /// How long a container may wait for a start error the kubelet retries
+    /// (an image pull, see `runner::start`) before its pod counts as failed
+    /// to start. The kubelet retries a pull 10 s after it failed, then 20 s,
+    /// 40 s...: within a minute it has tried again at least twice, enough
+    /// for a registry blip; a missing image or credentials do not heal, and
+    /// waiting longer only holds the runner slot.
+    pub start_grace: Duration,
 }
 
 impl Default for Settings {
@@ -74,6 +82,7 @@ impl Default for Settings {
             busy_requeue: Duration::from_secs(15),
             error_requeue: Duration::from_secs(5),
             create_concurrency: 10,
+            start_grace: Duration::from_secs(60),
         }
     }
 }
@@ -156,11 +165,15 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
         pods.retain(|p| !half_made.contains(pod_name(p)));
         ctx.memory().secrets_checked = true;
     }
+    let now = Utc::now();
+    let blocked = {
+        let grace = TimeDelta::from_std(ctx.settings.start_grace).unwrap_or(TimeDelta::MAX);
+        ctx.memory().blocked_starts.failed(&pods, now, grace)
+    };
     let runners: Vec<_> = pods
         .iter()
-        .map(|p| runner_of(p, &rss.spec, demand))
+        .map(|p| failed_to_start(runner_of(p, &rss.spec, demand), &blocked.failed))
         .collect();
-    let now = Utc::now();
 
     // Decide.
     let failures = {
@@ -168,6 +181,7 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
         let since = memory.failures.last_failure;
         if pods.iter().any(|p| started_since(p, since)) {
             memory.failures.record_success();
+            memory.start_failure = None;
         }
         memory.failures
     };
@@ -217,7 +231,17 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
         };
         let result = match deletion.reason {
             // Dead: nothing can take a job any more.
-            DeleteReason::Failed => pass.delete_and_release(pod, &mut out).await,
+            DeleteReason::Failed => {
+                let result = pass.delete_and_release(pod, &mut out).await;
+                if let Some(failure) = blocked.failed.iter().find(|f| f.pod == deletion.name)
+                    && out.deleted.contains(&deletion.name)
+                {
+                    tracing::warn!(scale_set = %pass.name, namespace = %pass.namespace, "{}", failure.describe());
+                    out.failed_to_start.push(failure.clone());
+                    ctx.memory().start_failure = Some(failure.clone());
+                }
+                result
+            }
             // Alive and maybe taking a job right now: unregister first, and
             // keep the pod if GitHub says it is busy after all.
             DeleteReason::ScaleDown | DeleteReason::Outdated | DeleteReason::StuckPending => {
@@ -241,7 +265,13 @@ pub async fn reconcile_runners<R: RunnerRegistry>(
     if let Some(condition) = irsa_condition(&pods, ctx.memory().irsa_expected) {
         out.conditions.push(condition);
     }
+    if let Some(failure) = start_failure_shown(&mut ctx.memory(), &ctx.settings.policy, now) {
+        out.conditions.push(failure.condition());
+    }
     if let Some(at) = plan.requeue_at {
+        out.requeue_at(at, now);
+    }
+    if let Some(at) = blocked.next {
         out.requeue_at(at, now);
     }
     out.plan = plan;

@@ -5,12 +5,13 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::demand::Demand;
 use super::ended::EndedRunners;
 use super::pod::{is_busy, is_outdated};
+use super::start::{BlockedStarts, StartFailure};
 use super::{REGISTRATION_FINALIZER, RUNNER_CONTAINER, RUNNER_ID_ANNOTATION};
 use crate::crd::RunnerScaleSetSpec;
 use crate::scaler::{FailureHistory, FailureKind, Runner, RunnerState};
@@ -22,22 +23,73 @@ pub fn pod_name(pod: &Pod) -> &str {
 
 /// What a pod says about its runner, with the listener's news on top:
 /// a completed job or a deletion in progress wins over everything (the
-/// runner is leaving), then a dead pod (its JIT config is spent), then a
-/// started job.
+/// runner is leaving), then an ended runner (its JIT config is spent), then
+/// a started job.
 pub fn runner_state(pod: &Pod, demand: &Demand) -> RunnerState {
     let name = pod_name(pod);
     if pod.metadata.deletion_timestamp.is_some() || demand.completed.contains(name) {
         return RunnerState::Finishing;
     }
-    match phase(pod) {
-        // The runner exited: an ephemeral runner exits after its one job,
-        // so the pod is done either way and is replaced if still wanted.
-        Some("Succeeded") => RunnerState::Failed(FailureKind::AfterRegistration),
-        Some("Failed") => RunnerState::Failed(failure_kind(pod)),
-        _ if is_busy(pod) || demand.busy.contains(name) => RunnerState::Busy,
-        Some("Running") => RunnerState::Idle,
-        _ => RunnerState::Pending,
+    match runner_end(pod) {
+        // An ephemeral runner exits after its one job, so the pod is done
+        // either way and is replaced if still wanted.
+        Some(RunnerEnd::Exited) => RunnerState::Failed(FailureKind::AfterRegistration),
+        Some(RunnerEnd::Failed) => RunnerState::Failed(failure_kind(pod)),
+        None if is_busy(pod) || demand.busy.contains(name) => RunnerState::Busy,
+        None if phase(pod) == Some("Running") => RunnerState::Idle,
+        None => RunnerState::Pending,
     }
+}
+
+/// How a runner ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerEnd {
+    /// Exited 0, as an ephemeral runner does after its job.
+    Exited,
+    /// Exited otherwise, was killed, or its pod failed.
+    Failed,
+}
+
+/// Whether the pod's runner has ended, and how. The runner container's
+/// termination decides, whatever the pod phase and the other containers:
+/// before Kubernetes 1.29 (no native sidecars) a dind sidecar keeps the pod
+/// `Running` after the runner exits. A runner container that was restarted
+/// (its `lastState` terminated: only a template's restart policy could do
+/// that, Runway's pods use `Never`) has ended too: its JIT config is spent.
+/// Without a terminated runner container the phase decides (a pod that
+/// ended before its containers were reported, an evicted pod). Init
+/// containers do not count.
+pub fn runner_end(pod: &Pod) -> Option<RunnerEnd> {
+    if let Some(end) = runner_termination(pod) {
+        let oom = end.reason.as_deref() == Some("OOMKilled");
+        return Some(if end.exit_code == 0 && !oom {
+            RunnerEnd::Exited
+        } else {
+            RunnerEnd::Failed
+        });
+    }
+    match phase(pod) {
+        Some("Succeeded") => Some(RunnerEnd::Exited),
+        Some("Failed") => Some(RunnerEnd::Failed),
+        _ => None,
+    }
+}
+
+fn runner_status(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == RUNNER_CONTAINER)
+}
+
+/// The runner container's termination: now, or before a restart.
+fn runner_termination(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    let status = runner_status(pod)?;
+    [&status.state, &status.last_state]
+        .into_iter()
+        .find_map(|s| s.as_ref()?.terminated.as_ref())
 }
 
 /// A pod whose runner container ran (OOM-killed by a job, a node lost under
@@ -153,6 +205,11 @@ pub struct Memory {
     /// Pods with the scale set's label that it does not control, as the
     /// last pass found them (each is logged once, when first seen).
     pub foreign_pods: BTreeSet<String>,
+    /// Pods whose containers wait for a reason that blocks their start.
+    pub blocked_starts: BlockedStarts,
+    /// The last pod that failed to start, shown in the condition until a
+    /// runner starts again.
+    pub start_failure: Option<StartFailure>,
 }
 
 #[cfg(test)]
@@ -249,6 +306,172 @@ mod tests {
             runner_state(&lost, &demand),
             RunnerState::Failed(FailureKind::AfterRegistration)
         );
+    }
+
+    fn status(name: &str, state: ContainerState) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            state: Some(state),
+            ..ContainerStatus::default()
+        }
+    }
+
+    fn exited(code: i32, reason: &str) -> ContainerState {
+        ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: Some(reason.into()),
+                started_at: Some(Time(k8s_openapi::jiff::Timestamp::now())),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        }
+    }
+
+    fn up() -> ContainerState {
+        ContainerState {
+            running: Some(ContainerStateRunning::default()),
+            ..ContainerState::default()
+        }
+    }
+
+    #[test]
+    fn the_runner_container_decides_the_end_whatever_the_phase_and_the_sidecars() {
+        use RunnerEnd::{Exited, Failed};
+        let after = RunnerState::Failed(FailureKind::AfterRegistration);
+        let startup = RunnerState::Failed(FailureKind::Startup);
+        let restarted = ContainerStatus {
+            restart_count: 1,
+            last_state: Some(exited(0, "Completed")),
+            ..status(RUNNER_CONTAINER, up())
+        };
+        // What, phase, containers, init containers, the end, the state.
+        type Case = (
+            &'static str,
+            &'static str,
+            Vec<ContainerStatus>,
+            Vec<ContainerStatus>,
+            Option<RunnerEnd>,
+            RunnerState,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "runner exited 0, dind runs, phase Running (1.20)",
+                "Running",
+                vec![
+                    status(RUNNER_CONTAINER, exited(0, "Completed")),
+                    status("dind", up()),
+                ],
+                vec![],
+                Some(Exited),
+                after,
+            ),
+            (
+                "runner OOM-killed, dind runs",
+                "Running",
+                vec![
+                    status(RUNNER_CONTAINER, exited(137, "OOMKilled")),
+                    status("dind", up()),
+                ],
+                vec![],
+                Some(Failed),
+                after,
+            ),
+            (
+                "runner exited 1 after it started, dind runs",
+                "Running",
+                vec![
+                    status("dind", up()),
+                    status(RUNNER_CONTAINER, exited(1, "Error")),
+                ],
+                vec![],
+                Some(Failed),
+                after,
+            ),
+            (
+                "runner never started (StartError), dind runs",
+                "Running",
+                vec![
+                    status(RUNNER_CONTAINER, terminated("StartError", false)),
+                    status("dind", up()),
+                ],
+                vec![],
+                Some(Failed),
+                startup,
+            ),
+            (
+                "runner runs, dind exited 1: the runner is alive",
+                "Running",
+                vec![
+                    status(RUNNER_CONTAINER, up()),
+                    status("dind", exited(1, "Error")),
+                ],
+                vec![],
+                None,
+                RunnerState::Idle,
+            ),
+            (
+                "runner exited 0, dind failed: phase Failed, the runner's end counts",
+                "Failed",
+                vec![
+                    status(RUNNER_CONTAINER, exited(0, "Completed")),
+                    status("dind", exited(1, "Error")),
+                ],
+                vec![],
+                Some(Exited),
+                after,
+            ),
+            (
+                "phase Succeeded, no container statuses",
+                "Succeeded",
+                vec![],
+                vec![],
+                Some(Exited),
+                after,
+            ),
+            (
+                "phase Failed, no container statuses",
+                "Failed",
+                vec![],
+                vec![],
+                Some(Failed),
+                startup,
+            ),
+            (
+                "an init container named runner that exited is not the runner",
+                "Running",
+                vec![status(RUNNER_CONTAINER, up())],
+                vec![status(RUNNER_CONTAINER, exited(0, "Completed"))],
+                None,
+                RunnerState::Idle,
+            ),
+            (
+                "runner restarted after exiting: its JIT config is spent",
+                "Running",
+                vec![restarted],
+                vec![],
+                Some(Exited),
+                after,
+            ),
+            (
+                "pending",
+                "Pending",
+                vec![],
+                vec![],
+                None,
+                RunnerState::Pending,
+            ),
+        ];
+        let demand = Demand::default();
+        for (what, phase, containers, init, end, state) in cases {
+            let mut p = pod("a", Some(phase));
+            if let Some(s) = p.status.as_mut() {
+                s.container_statuses = Some(containers);
+                s.init_container_statuses = Some(init);
+            }
+            assert_eq!(runner_end(&p), end, "{what}");
+            assert_eq!(runner_state(&p, &demand), state, "{what}");
+        }
     }
 
     #[test]

@@ -67,6 +67,14 @@ pub(super) fn scale_events(outcome: &runner::Outcome) -> Vec<(EventType, &'stati
             events.push((type_, kind, note));
         }
     }
+    // One per pod: each names its container, image and kubelet message.
+    for failure in &outcome.failed_to_start {
+        events.push((
+            EventType::Warning,
+            failure.blocked.reason(),
+            failure.describe(),
+        ));
+    }
     events
 }
 
@@ -178,6 +186,31 @@ mod tests {
                     "1 failed runner pod(s) replaced (3 desired): dead".to_string()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_pod_that_failed_to_start_is_a_warning_naming_its_image() {
+        use crate::runner::start::{Blocked, StartFailure};
+        let failure = StartFailure {
+            pod: "r-1".into(),
+            container: "runner".into(),
+            image: "example.invalid/runner:1".into(),
+            blocked: Blocked::ImagePull,
+            message: "Back-off pulling image".into(),
+        };
+        let outcome = runner::Outcome {
+            failed_to_start: vec![failure.clone()],
+            ..runner::Outcome::default()
+        };
+        assert_eq!(
+            scale_events(&outcome),
+            vec![(EventType::Warning, "ImagePullBackOff", failure.describe())]
+        );
+        assert!(
+            failure
+                .describe()
+                .starts_with("runner container image \"example.invalid/runner:1\" cannot be pulled: Back-off pulling image (runner pod r-1)")
         );
     }
 

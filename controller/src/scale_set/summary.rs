@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::conditions::{condition, says};
 use crate::crd;
 use crate::runner;
-use crate::runner::reconcile::{CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, RunnerCondition};
+use crate::runner::reconcile::{
+    CONDITION_FAILING_TO_START, CONDITION_IRSA_MISSING, CONDITION_QUOTA_EXCEEDED, RunnerCondition,
+};
 use crate::runner::state::runner_state;
 use crate::scaler::RunnerState;
 
@@ -58,7 +60,8 @@ pub(super) struct SummaryStatus<'a> {
     pub(super) conditions: Option<&'a [Condition]>,
 }
 
-/// The runner conditions (`QuotaExceeded`, `IrsaMissing`) that change:
+/// The runner conditions (`QuotaExceeded`, `IrsaMissing`,
+/// `RunnersFailingToStart`) that change:
 /// those a pass raised, and those no longer raised that are still true.
 pub(super) fn runner_conditions(
     current: &[Condition],
@@ -67,7 +70,11 @@ pub(super) fn runner_conditions(
 ) -> Vec<Condition> {
     let now = chrono::Utc::now();
     let mut updates = Vec::new();
-    for type_ in [CONDITION_QUOTA_EXCEEDED, CONDITION_IRSA_MISSING] {
+    for type_ in [
+        CONDITION_QUOTA_EXCEEDED,
+        CONDITION_IRSA_MISSING,
+        CONDITION_FAILING_TO_START,
+    ] {
         let update = match raised.iter().find(|c| c.type_ == type_) {
             Some(c) => condition(type_, true, c.reason, c.message.clone(), generation, now),
             None if current

@@ -106,6 +106,16 @@ pub async fn stored_in(
 /// Starts `run_scale_set` for a new scale set `name` (`minRunners` `min`,
 /// `maxRunners` `max`) and waits for its listener's first poll.
 pub async fn start(name: &str, min: i32, max: i32) -> Running {
+    start_with(name, min, max, |_| {}).await
+}
+
+/// [`start`] with the runner reconciler's settings changed by `tune`.
+pub async fn start_with(
+    name: &str,
+    min: i32,
+    max: i32,
+    tune: impl FnOnce(&mut Settings),
+) -> Running {
     let (ns, fake, rss) = stored(name, min, max).await;
     launch(ns, fake, rss).await
 }
@@ -118,7 +128,9 @@ pub async fn launch(ns: TestNamespace, fake: FakeGitHub, rss: RunnerScaleSet) ->
 
     let (stop, stop_rx) = watch::channel(false);
     let (totals_tx, totals) = watch::channel(Totals::default());
-    let task = tokio::spawn(run_scale_set(ns.client(), rss, options(totals_tx), stop_rx));
+    let mut options = options(totals_tx);
+    tune(&mut options.runners);
+    let task = tokio::spawn(run_scale_set(ns.client(), rss, options, stop_rx));
 
     let scale_set_id = wait::until("status.scaleSetId", WAIT, || async {
         api.get(&name).await.ok()?.status?.scale_set_id
