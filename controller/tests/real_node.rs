@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::scale_set::{Running, SECRET, launch, stored_in};
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use runway_controller::runner::jit_secret_name;
+use runway_controller::runner::{Settings, jit_secret_name};
 use runway_sandbox::github::{JobReport, NewJob};
 use runway_sandbox::node::Forward;
 use runway_sandbox::{images, node_test_namespace, shared_node, wait};
@@ -70,6 +70,16 @@ fn dind_container() -> Container {
 }
 
 async fn start_on_node(name: &str, min: i32, max: i32, containers: Vec<Container>) -> NodeScaleSet {
+    start_on_node_with(name, min, max, containers, |_| {}).await
+}
+
+async fn start_on_node_with(
+    name: &str,
+    min: i32,
+    max: i32,
+    containers: Vec<Container>,
+    tune: impl FnOnce(&mut Settings),
+) -> NodeScaleSet {
     let ns = node_test_namespace().await;
     let fake = common::start_fake().await;
     let forward = shared_node()
@@ -84,7 +94,7 @@ async fn start_on_node(name: &str, min: i32, max: i32, containers: Vec<Container
     });
     let (ns, fake, rss) = stored_in(ns, fake, name, spec).await;
     NodeScaleSet {
-        running: launch(ns, fake, rss).await,
+        running: launch(ns, fake, rss, tune).await,
         _forward: forward,
     }
 }
@@ -102,9 +112,11 @@ impl NodeScaleSet {
     }
 
     async fn report(&self, job: i64) -> JobReport {
-        let found = wait::until("the stand-in runner's report of the job", NODE_WAIT, || async {
-            self.running.fake.job_report(job)
-        })
+        let found = wait::until(
+            "the stand-in runner's report of the job",
+            NODE_WAIT,
+            || async { self.running.fake.job_report(job) },
+        )
         .await;
         match found {
             Ok(report) => report,
@@ -115,12 +127,16 @@ impl NodeScaleSet {
     /// Waits until no runner pod, JIT Secret or registration of the scale
     /// set is left.
     async fn until_no_runners(&self) {
-        let gone = wait::until("no runner pod, JIT Secret or registration left", NODE_WAIT, || async {
-            (self.running.pod_names().await.is_empty()
-                && self.running.secret_names().await.is_empty()
-                && self.running.registered().is_empty())
-            .then_some(())
-        })
+        let gone = wait::until(
+            "no runner pod, JIT Secret or registration left",
+            NODE_WAIT,
+            || async {
+                (self.running.pod_names().await.is_empty()
+                    && self.running.secret_names().await.is_empty()
+                    && self.running.registered().is_empty())
+                .then_some(())
+            },
+        )
         .await;
         if let Err(e) = gone {
             panic!(
@@ -159,15 +175,18 @@ async fn a_jobs_steps_run_in_the_runner_container_and_the_runner_is_removed() {
     let s = start_on_node("node-job", 0, 1, vec![runner_container(None)]).await;
     let job = s.queue(&[
         "echo step-one-ran",
-        "test -n \"$ACTIONS_RUNNER_INPUT_JITCONFIG\" && echo has-jit-config",
+        "test -x /home/runner/run.sh && echo in-the-runner-image",
         "runway --version",
         "id -u",
     ]);
     let report = s.report(job).await;
     assert_eq!(report.result, "succeeded", "{report:?}");
     let out = report.output_tail.join("\n");
-    for line in ["step-one-ran", "has-jit-config", "1001"] {
-        assert!(out.contains(line), "{line} missing from the job's output:\n{out}");
+    for line in ["step-one-ran", "in-the-runner-image", "1001"] {
+        assert!(
+            out.contains(line),
+            "{line} missing from the job's output:\n{out}"
+        );
     }
     s.until_no_runners().await;
 }
@@ -185,32 +204,69 @@ async fn a_failing_step_fails_the_job_and_the_runner_still_ends() {
 }
 
 /// `runway kube get pods` from a job step, with the runner pod's own
-/// ServiceAccount token, against the real API server.
+/// ServiceAccount token, against the real API server: it reads the runner's
+/// own pod (GitHub's runner names itself in `RUNNER_NAME`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_step_runs_runway_kube_against_the_api_server() {
     let s = start_on_node("node-kube", 0, 1, vec![runner_container(None)]).await;
-    let job = s.queue(&["runway kube get pods -n \"$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)\" 2>&1 || true"]);
+    grant_pod_reads(&s.running.ns).await;
+    let job = s.queue(&[
+        "printf 'actions:\\n  pods: [get]\\n' > /tmp/allowlist.yaml",
+        "RUNWAY_KUBE_ALLOWLIST=/tmp/allowlist.yaml runway kube get \"pods/$RUNNER_NAME\" -n \"$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)\"",
+    ]);
     let report = s.report(job).await;
     let out = report.output_tail.join("\n");
-    // Either it lists pods or the allowlist/RBAC refuses it by name: what
-    // matters is that a real answer came from the API server, not a
-    // connection error.
-    assert!(
-        !out.contains("Connection refused") && !out.contains("connect error"),
-        "{out}"
-    );
+    assert_eq!(report.result, "succeeded", "{out}");
+    assert!(out.contains(&report.runner_name), "{out}");
     s.until_no_runners().await;
+}
+
+/// Lets the namespace's `default` ServiceAccount (the runner pods') read pods.
+async fn grant_pod_reads(ns: &runway_sandbox::TestNamespace) {
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    use kube::api::{ObjectMeta, PostParams};
+    let meta = ObjectMeta {
+        name: Some("pod-reader".into()),
+        ..ObjectMeta::default()
+    };
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["pods".into()]),
+            verbs: vec!["get".into(), "list".into()],
+            ..PolicyRule::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: meta,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "pod-reader".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "default".into(),
+            namespace: Some(ns.name().into()),
+            ..Subject::default()
+        }]),
+    };
+    let roles: kube::Api<Role> = ns.api();
+    roles
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create the Role");
+    let bindings: kube::Api<RoleBinding> = ns.api();
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create the RoleBinding");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_killed_job_gets_its_runner_replaced_with_a_new_jit_config() {
-    let s = start_on_node(
-        "node-oom",
-        1,
-        1,
-        vec![runner_container(Some("48Mi"))],
-    )
-    .await;
+    let s = start_on_node("node-oom", 1, 1, vec![runner_container(Some("48Mi"))]).await;
     let first: BTreeSet<String> = s.running.runners(1).await;
     let first_name = first.iter().next().cloned().unwrap_or_default();
     let first_jit = s.running.jit_config(&first_name).await;
@@ -231,10 +287,14 @@ async fn an_oom_killed_job_gets_its_runner_replaced_with_a_new_jit_config() {
         panic!("{e}; pods {:#?}", s.pod_states().await);
     }
     // The controller replaces the runner: a new name and a new JIT config.
-    let replaced = wait::until("a new runner in place of the OOM-killed one", NODE_WAIT, || async {
-        let names = s.running.pod_names().await;
-        (names.len() == 1 && !names.contains(&first_name)).then_some(names)
-    })
+    let replaced = wait::until(
+        "a new runner in place of the OOM-killed one",
+        NODE_WAIT,
+        || async {
+            let names = s.running.pod_names().await;
+            (names.len() == 1 && !names.contains(&first_name)).then_some(names)
+        },
+    )
     .await;
     let names = match replaced {
         Ok(names) => names,
@@ -247,8 +307,82 @@ async fn an_oom_killed_job_gets_its_runner_replaced_with_a_new_jit_config() {
     .await
     .expect("a JIT Secret");
     assert_ne!(Some(second_jit), first_jit);
-    assert!(s.running.secret_names().await.contains(&jit_secret_name(&second)));
+    assert!(
+        s.running
+            .secret_names()
+            .await
+            .contains(&jit_secret_name(&second))
+    );
     assert!(!s.running.registered().contains(&first_name));
-    // The job never completed: no report from a runner that was killed.
-    assert!(s.running.fake.job_report(job).is_none());
+    // The kernel killed the step's biggest process (the job's): the runner
+    // reported the job failed with the step's SIGKILL, as GitHub's would.
+    let report = s.report(job).await;
+    assert_eq!(report.result, "failed", "{report:?}");
+    assert_eq!(report.failed_step, Some(2), "{report:?}");
+    assert_eq!(report.exit_code, Some(137), "{report:?}");
+}
+
+/// Kubernetes 1.20 has no native sidecars: when the job is done the runner
+/// container exits and the dind container keeps the pod `Running`. The
+/// runner container's end is the runner's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_dind_sidecar_the_runner_containers_exit_ends_the_runner() {
+    let s = start_on_node(
+        "node-dind",
+        0,
+        1,
+        vec![runner_container(None), dind_container()],
+    )
+    .await;
+    let job = s.queue(&["echo with-dind"]);
+    let report = s.report(job).await;
+    assert_eq!(report.result, "succeeded", "{report:?}");
+    s.until_no_runners().await;
+}
+
+/// An image no registry serves (the node has no route off the machine; the
+/// registry named is a closed port on the node's own loopback): the kubelet
+/// reports ErrImagePull, then ImagePullBackOff; the controller deletes the
+/// pod after its grace and says which image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_is_a_startup_failure_naming_the_image() {
+    let image = "127.0.0.1:9/runway/no-such-runner:1";
+    let mut runner = runner_container(None);
+    runner.image = Some(image.into());
+    runner.image_pull_policy = Some("IfNotPresent".into());
+    let s = start_on_node_with("node-pull", 1, 1, vec![runner], |settings| {
+        settings.start_grace = Duration::from_secs(5);
+    })
+    .await;
+    let first = s.running.runners(1).await;
+    let condition = s
+        .running
+        .until("the RunnersFailingToStart condition", || async {
+            s.running
+                .status()
+                .await
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "RunnersFailingToStart" && c.status == "True")
+        })
+        .await;
+    assert_eq!(condition.reason, "ImagePullBackOff", "{condition:?}");
+    assert!(
+        condition.message.contains(&format!(
+            "runner container image \"{image}\" cannot be pulled"
+        )),
+        "{}",
+        condition.message
+    );
+    // The pod that could not start is gone, with its registration.
+    let gone = wait::until("the first runner pod deleted", NODE_WAIT, || async {
+        let names = s.running.pod_names().await;
+        (!first.iter().any(|f| names.contains(f))
+            && first.iter().all(|f| !s.running.registered().contains(f)))
+        .then_some(())
+    })
+    .await;
+    if let Err(e) = gone {
+        panic!("{e}; pods {:#?}", s.pod_states().await);
+    }
 }

@@ -117,12 +117,17 @@ pub async fn start_with(
     tune: impl FnOnce(&mut Settings),
 ) -> Running {
     let (ns, fake, rss) = stored(name, min, max).await;
-    launch(ns, fake, rss).await
+    launch(ns, fake, rss, tune).await
 }
 
-/// Starts `run_scale_set` for the stored `rss` and waits for its listener's
-/// first poll.
-pub async fn launch(ns: TestNamespace, fake: FakeGitHub, rss: RunnerScaleSet) -> Running {
+/// Starts `run_scale_set` for the stored `rss`, its runner settings changed
+/// by `tune`, and waits for its listener's first poll.
+pub async fn launch(
+    ns: TestNamespace,
+    fake: FakeGitHub,
+    rss: RunnerScaleSet,
+    tune: impl FnOnce(&mut Settings),
+) -> Running {
     let name = rss.metadata.name.clone().unwrap_or_default();
     let api: Api<RunnerScaleSet> = ns.api();
 
