@@ -13,7 +13,6 @@ pub mod cluster;
 pub mod controller_process;
 pub mod crds;
 pub mod demo;
-pub mod fake_kubelet;
 pub mod github;
 pub mod helm;
 pub mod http_proxy;

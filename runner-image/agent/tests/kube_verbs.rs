@@ -707,52 +707,6 @@ async fn trigger_starts_a_job_from_a_cron_job() {
 }
 
 #[tokio::test]
-async fn logs_come_from_the_pods_node_through_the_api_server() {
-    let s = Setup::new(json!({"kubernetesActions": {"pods": ["logs"]}})).await;
-    // The API server proxies pods/log to the node's kubelet: a fake one.
-    let kubelet = runway_sandbox::fake_kubelet::FakeKubelet::start()
-        .await
-        .unwrap();
-    let node_name = format!("logs-{}", s.name());
-    kubelet.register_node(&s.admin(), &node_name).await.unwrap();
-    let mut p = pod("api-1", json!({"app": "api"}));
-    p.spec.as_mut().unwrap().node_name = Some(node_name.clone());
-    s.create(&p).await;
-    kubelet.set_log(
-        s.name(),
-        "api-1",
-        "app",
-        "starting\nlistening on :8080\nready\n",
-    );
-
-    let all = s.kube(&["logs", "pods/api-1"]).await;
-    assert_eq!(all.ok(), "starting\nlistening on :8080\nready\n");
-    let tail = s
-        .kube(&[
-            "logs",
-            "pods/api-1",
-            "-c",
-            "app",
-            "--tail",
-            "1",
-            "-o",
-            "json",
-        ])
-        .await
-        .json();
-    assert_eq!(tail["result"]["log"], "ready\n");
-
-    s.kube_offline(&["get", "pods/api-1"])
-        .await
-        .failed(3, "add \"get\" to `kubernetesActions.pods`");
-    let sa: Api<Pod> = Api::namespaced(s.sa.clone(), s.name());
-    forbidden(sa.get("api-1").await, "get pod");
-    let nodes: Api<Node> = Api::all(s.admin());
-    let _ = nodes.delete(&node_name, &DeleteParams::default()).await;
-    s.cleanup().await;
-}
-
-#[tokio::test]
 async fn custom_objects_take_their_kind_at_call_time_and_rbac_from_kubernetes_permissions() {
     let s = Setup::new(json!({
         "kubernetesActions": {"customObjects": ["get", "list"]},

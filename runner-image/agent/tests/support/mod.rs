@@ -80,7 +80,16 @@ impl Setup {
     /// `kubernetesActions`, `roleType`, ...) applied, the release in this
     /// namespace.
     pub async fn new(values: Value) -> Setup {
-        let ns = runway_sandbox::test_namespace().await;
+        Self::in_namespace(runway_sandbox::test_namespace().await, values).await
+    }
+
+    /// [`Setup::new`] on the sandbox with a real node: pods run for real.
+    #[allow(dead_code)]
+    pub async fn on_node(values: Value) -> Setup {
+        Self::in_namespace(runway_sandbox::node_test_namespace().await, values).await
+    }
+
+    async fn in_namespace(ns: runway_sandbox::TestNamespace, values: Value) -> Setup {
         let admin = ns.client();
         let objects = render(ns.name(), values);
         let mut allowlist_text = None;

@@ -116,6 +116,9 @@ async fn evict(
         Ok(_) => Ok(Evicted::Done),
         Err(kube::Error::Api(status)) if status.code == 429 => Ok(Evicted::Blocked(status.message)),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(Evicted::Done),
+        // Its namespace is being deleted, and the pod with it (kubectl drain
+        // counts these as evicted too).
+        Err(kube::Error::Api(status)) if namespace_terminating(&status) => Ok(Evicted::Done),
         Err(e) => Err(ActionError::from_kube(
             &format!("evict pod {ns}/{pod_name}"),
             e,
@@ -206,10 +209,45 @@ pub async fn drain(client: &Client, action: &Action, target: &Target) -> Result<
     })
 }
 
+/// A refusal because the pod's namespace is terminating (the API server's
+/// `NamespaceTerminating` cause): the namespace controller deletes the pod.
+fn namespace_terminating(status: &kube::core::Status) -> bool {
+    status.code == 403
+        && status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    #[test]
+    fn only_a_namespace_terminating_refusal_counts_as_the_pod_leaving() {
+        let status = |code: u16, cause: Option<&str>| -> kube::core::Status {
+            serde_json::from_value(json!({
+                "status": "Failure", "code": code, "reason": "Forbidden",
+                "message": "pods \"p\" is forbidden: unable to create new content in namespace ci because it is being terminated",
+                "details": { "name": "p", "kind": "pods",
+                    "causes": cause.map(|c| vec![json!({ "reason": c, "message": "x", "field": "metadata.namespace" })]).unwrap_or_default() }
+            }))
+            .expect("a Status")
+        };
+        for (code, cause, leaving) in [
+            (403, Some("NamespaceTerminating"), true),
+            (403, None, false),
+            (403, Some("FieldValueInvalid"), false),
+            (500, Some("NamespaceTerminating"), false),
+        ] {
+            assert_eq!(
+                namespace_terminating(&status(code, cause)),
+                leaving,
+                "{code} {cause:?}"
+            );
+        }
+    }
 
     #[test]
     fn drain_skips_daemon_set_and_mirror_pods() {
