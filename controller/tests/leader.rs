@@ -276,6 +276,7 @@ async fn a_paused_leader_that_wakes_after_the_hand_over_writes_nothing() {
         leader_elect: true,
         status_interval_secs: None,
         long_poll: Duration::from_secs(2),
+        node: false,
     };
     let stage = Stage::start(&options).await.expect("the stage starts");
     let standby = stage.spawn_controller(STANDBY).expect("the standby starts");

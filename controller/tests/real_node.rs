@@ -14,12 +14,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::scale_set::{Running, SECRET, launch, stored_in};
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use runway_controller::runner::{Settings, jit_secret_name};
 use runway_sandbox::github::{JobReport, NewJob};
 use runway_sandbox::node::Forward;
-use runway_sandbox::{images, node_test_namespace, shared_node, wait};
+use runway_sandbox::{node_test_namespace, shared_node, wait};
 
 /// Pods start in seconds on this node; a job's steps take what they take.
 const NODE_WAIT: Duration = Duration::from_secs(120);
@@ -31,53 +31,28 @@ struct NodeScaleSet {
     _forward: Forward,
 }
 
-fn runner_container(memory_limit: Option<&str>) -> Container {
-    let api_port = shared_node().state().api_port.to_string();
-    Container {
-        name: "runner".into(),
-        image: Some(images::RUNNER.into()),
-        image_pull_policy: Some("Never".into()),
-        command: Some(vec!["/home/runner/run.sh".into()]),
-        // In-cluster clients (`runway kube`) find the API server through
-        // these; the node has no kube-proxy for the Service address.
-        env: Some(vec![
-            EnvVar {
-                name: "KUBERNETES_SERVICE_HOST".into(),
-                value: Some("127.0.0.1".into()),
-                ..EnvVar::default()
-            },
-            EnvVar {
-                name: "KUBERNETES_SERVICE_PORT".into(),
-                value: Some(api_port),
-                ..EnvVar::default()
-            },
-        ]),
-        resources: memory_limit.map(|limit| ResourceRequirements {
+/// The sandbox's runner pod (stand-in runner, optionally dind) with a
+/// memory limit on the runner container.
+fn runner_pod(memory_limit: Option<&str>, dind: bool) -> PodSpec {
+    let mut spec = runway_sandbox::node::runner_pod_spec(shared_node().state().api_port, dind);
+    if let (Some(limit), Some(runner)) = (memory_limit, spec.containers.first_mut()) {
+        runner.resources = Some(ResourceRequirements {
             limits: Some([("memory".to_string(), Quantity(limit.into()))].into()),
             ..ResourceRequirements::default()
-        }),
-        ..Container::default()
+        });
     }
+    spec
 }
 
-fn dind_container() -> Container {
-    Container {
-        name: "dind".into(),
-        image: Some(images::DIND.into()),
-        image_pull_policy: Some("Never".into()),
-        ..Container::default()
-    }
-}
-
-async fn start_on_node(name: &str, min: i32, max: i32, containers: Vec<Container>) -> NodeScaleSet {
-    start_on_node_with(name, min, max, containers, |_| {}).await
+async fn start_on_node(name: &str, min: i32, max: i32, pod: PodSpec) -> NodeScaleSet {
+    start_on_node_with(name, min, max, pod, |_| {}).await
 }
 
 async fn start_on_node_with(
     name: &str,
     min: i32,
     max: i32,
-    containers: Vec<Container>,
+    pod: PodSpec,
     tune: impl FnOnce(&mut Settings),
 ) -> NodeScaleSet {
     let ns = node_test_namespace().await;
@@ -86,12 +61,7 @@ async fn start_on_node_with(
         .forward_to_node(fake.addr().port())
         .expect("the fake GitHub's port forwarded into the node");
     let mut spec = common::scale_set_spec(&fake, SECRET, min, Some(max));
-    spec.template.spec = Some(PodSpec {
-        host_network: Some(true),
-        termination_grace_period_seconds: Some(5),
-        containers,
-        ..PodSpec::default()
-    });
+    spec.template.spec = Some(pod);
     let (ns, fake, rss) = stored_in(ns, fake, name, spec).await;
     NodeScaleSet {
         running: launch(ns, fake, rss, tune).await,
@@ -172,7 +142,7 @@ impl NodeScaleSet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_steps_run_in_the_runner_container_and_the_runner_is_removed() {
-    let s = start_on_node("node-job", 0, 1, vec![runner_container(None)]).await;
+    let s = start_on_node("node-job", 0, 1, runner_pod(None, false)).await;
     let job = s.queue(&[
         "echo step-one-ran",
         "test -x /home/runner/run.sh && echo in-the-runner-image",
@@ -193,7 +163,7 @@ async fn a_jobs_steps_run_in_the_runner_container_and_the_runner_is_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_step_fails_the_job_and_the_runner_still_ends() {
-    let s = start_on_node("node-fail", 0, 1, vec![runner_container(None)]).await;
+    let s = start_on_node("node-fail", 0, 1, runner_pod(None, false)).await;
     let job = s.queue(&["echo before", "exit 3", "echo never"]);
     let report = s.report(job).await;
     assert_eq!(report.result, "failed", "{report:?}");
@@ -208,7 +178,7 @@ async fn a_failing_step_fails_the_job_and_the_runner_still_ends() {
 /// own pod (GitHub's runner names itself in `RUNNER_NAME`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_step_runs_runway_kube_against_the_api_server() {
-    let s = start_on_node("node-kube", 0, 1, vec![runner_container(None)]).await;
+    let s = start_on_node("node-kube", 0, 1, runner_pod(None, false)).await;
     grant_pod_reads(&s.running.ns).await;
     let job = s.queue(&[
         "printf 'actions:\\n  pods: [get]\\n' > /tmp/allowlist.yaml",
@@ -266,7 +236,7 @@ async fn grant_pod_reads(ns: &runway_sandbox::TestNamespace) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_killed_job_gets_its_runner_replaced_with_a_new_jit_config() {
-    let s = start_on_node("node-oom", 1, 1, vec![runner_container(Some("48Mi"))]).await;
+    let s = start_on_node("node-oom", 1, 1, runner_pod(Some("48Mi"), false)).await;
     let first: BTreeSet<String> = s.running.runners(1).await;
     let first_name = first.iter().next().cloned().unwrap_or_default();
     let first_jit = s.running.jit_config(&first_name).await;
@@ -327,13 +297,7 @@ async fn an_oom_killed_job_gets_its_runner_replaced_with_a_new_jit_config() {
 /// runner container's end is the runner's end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_dind_sidecar_the_runner_containers_exit_ends_the_runner() {
-    let s = start_on_node(
-        "node-dind",
-        0,
-        1,
-        vec![runner_container(None), dind_container()],
-    )
-    .await;
+    let s = start_on_node("node-dind", 0, 1, runner_pod(None, true)).await;
     let job = s.queue(&["echo with-dind"]);
     let report = s.report(job).await;
     assert_eq!(report.result, "succeeded", "{report:?}");
@@ -347,10 +311,12 @@ async fn with_a_dind_sidecar_the_runner_containers_exit_ends_the_runner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_that_cannot_be_pulled_is_a_startup_failure_naming_the_image() {
     let image = "127.0.0.1:9/runway/no-such-runner:1";
-    let mut runner = runner_container(None);
-    runner.image = Some(image.into());
-    runner.image_pull_policy = Some("IfNotPresent".into());
-    let s = start_on_node_with("node-pull", 1, 1, vec![runner], |settings| {
+    let mut pod = runner_pod(None, false);
+    if let Some(runner) = pod.containers.first_mut() {
+        runner.image = Some(image.into());
+        runner.image_pull_policy = Some("IfNotPresent".into());
+    }
+    let s = start_on_node_with("node-pull", 1, 1, pod, |settings| {
         settings.start_grace = Duration::from_secs(5);
     })
     .await;

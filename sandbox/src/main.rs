@@ -43,7 +43,7 @@ enum Command {
     /// Run the real runway-controller against a throw-away control plane and
     /// the fake GitHub: jobs in waves, runner pods scale up to maxRunners and
     /// back down to minRunners; fails if an invariant breaks.
-    Demo,
+    Demo(DemoArgs),
     /// Benchmarks of the real runway-controller on a throw-away control plane.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -116,6 +116,14 @@ struct StsArgs {
 }
 
 #[derive(clap::Args)]
+struct DemoArgs {
+    /// Leave the node out: the player writes pod status and plays the
+    /// runners instead of the kubelet and the stand-in runner.
+    #[arg(long)]
+    player: bool,
+}
+
+#[derive(clap::Args)]
 struct UpArgs {
     #[command(flatten)]
     name: NameArg,
@@ -164,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
             println!("export KUBECONFIG={}", plane.kubeconfig_path().display());
             Ok(())
         }
-        Command::Demo => demo().await,
+        Command::Demo(args) => demo(args.player).await,
         Command::Bench(BenchCommand::ScaleUp(args)) => bench_scale_up(args).await,
         Command::Bench(BenchCommand::KubeActions(args)) => bench_kube_actions(args).await,
         Command::Github(args) => github(args).await,
@@ -337,8 +345,10 @@ async fn status(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo() -> anyhow::Result<()> {
-    let record = runway_sandbox::demo::run(&DemoOptions::default()).await?;
+async fn demo(player: bool) -> anyhow::Result<()> {
+    let mut options = DemoOptions::default();
+    options.stage.node = !player;
+    let record = runway_sandbox::demo::run(&options).await?;
     let violations = runway_sandbox::demo::check(&record);
     if violations.is_empty() {
         println!("demo: every invariant held");

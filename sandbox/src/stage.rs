@@ -87,6 +87,10 @@ pub struct StageOptions {
     pub status_interval_secs: Option<u64>,
     /// How long the fake holds a message poll.
     pub long_poll: Duration,
+    /// Run the runner pods for real on the sandbox's node (the stand-in
+    /// runner runs each job's steps); false: nothing runs them, a
+    /// [`Player`] plays the kubelet and the runners.
+    pub node: bool,
 }
 
 /// A control plane, the fake GitHub, the CRD, a namespace with the
@@ -106,6 +110,8 @@ pub struct Stage {
     /// How the controller was started: [`Stage::spawn_controller`] starts
     /// more like it.
     controller_options: ControllerOptions,
+    /// The fake GitHub's port, forwarded into the node (node stages only).
+    forward: Option<crate::node::Forward>,
     plane: PlaneGuard,
 }
 
@@ -181,7 +187,11 @@ impl Stage {
         let controller_binary = controller_binary()?;
         let dir = paths::sandbox_dir(&options.sandbox);
         let started = Instant::now();
-        let plane = PlaneGuard(ControlPlane::start(&options.sandbox, &dir, &bins).await?);
+        let start = crate::cluster::StartOptions {
+            node: options.node.then_some(crate::node::ForwardBy::Thread),
+        };
+        let plane =
+            PlaneGuard(ControlPlane::start_with(&options.sandbox, &dir, &bins, &start).await?);
         let client = plane.0.admin_client().await?;
         eprintln!(
             "control plane up in {:.1} s at {} (files in {})",
@@ -218,12 +228,18 @@ impl Stage {
             .await
             .map_err(kube_error("creating the credentials Secret"))?;
 
-        let spec = ScaleSetSpec::new(
+        let mut spec = ScaleSetSpec::new(
             fake.config_url("my-org"),
             CREDENTIALS_SECRET,
             options.min_runners,
             options.max_runners,
         );
+        let forward = if options.node {
+            spec.template.spec = Some(crate::node::runner_pod_spec(plane.0.state().api_port, true));
+            Some(plane.0.forward_to_node(fake.addr().port())?)
+        } else {
+            None
+        };
         let object = spec
             .object(&options.scale_set)
             .map_err(|e| StageError::Kube {
@@ -267,6 +283,7 @@ impl Stage {
             scale_set_id: 0,
             controller_binary,
             controller_options,
+            forward,
             plane,
         };
         let within = Duration::from_secs(90);
@@ -377,6 +394,31 @@ impl Stage {
                     .runner_request_id)
             })
             .collect()
+    }
+
+    /// Queues `n` jobs at once, each with `steps` for the stand-in runner
+    /// (`{n}` in a step becomes the job's number, from 1).
+    pub fn queue_jobs_with_steps(&self, n: usize, steps: &[&str]) -> Result<Vec<i64>, StageError> {
+        (1..=n)
+            .map(|i| {
+                let job = NewJob {
+                    steps: steps
+                        .iter()
+                        .map(|s| s.replace("{n}", &i.to_string()))
+                        .collect(),
+                    ..NewJob::default()
+                };
+                Ok(self
+                    .fake
+                    .try_queue_job(self.scale_set_id, job)?
+                    .runner_request_id)
+            })
+            .collect()
+    }
+
+    /// True if the stage's runner pods run on the sandbox's node.
+    pub fn on_node(&self) -> bool {
+        self.forward.is_some()
     }
 
     /// A [`Player`] for the scale set: the kubelet and the runners.

@@ -85,6 +85,7 @@ async fn run_scale_up(options: &ScaleUpOptions) -> Result<ScaleUpReport, StageEr
         leader_elect: true,
         status_interval_secs: None,
         long_poll: Duration::from_secs(5),
+        node: false,
     })
     .await?;
     let watch = PodWatch::start(stage.client.clone(), &stage.namespace, &stage.scale_set);

@@ -1,7 +1,10 @@
 //! `runway-sandbox demo`: the real controller binary against a throw-away
-//! control plane and the fake GitHub. Jobs are queued in waves; the
-//! [`Player`] plays the kubelet and the runners; a table shows the runner
-//! pods scale up, stop at `maxRunners`, and come back down to `minRunners`.
+//! control plane with a real node, and the fake GitHub. Jobs are queued in
+//! waves; the runner pods run on the node (kubelet, containerd), the
+//! stand-in runner in each takes a job and runs its steps; a table shows the
+//! runner pods scale up, stop at `maxRunners`, and come back down to
+//! `minRunners`. With `--player` the node is left out and the [`Player`]
+//! plays the kubelet and the runners instead.
 //!
 //! The run ends by itself. [`check`] (pure) decides from what was seen
 //! whether an invariant broke: more live runner pods than `maxRunners`, a
@@ -15,7 +18,7 @@ mod table;
 
 use std::time::Duration;
 
-use crate::play::{PlayOptions, Player};
+use crate::play::{JobStart, PlayOptions, Player, PodWatch};
 use crate::stage::{Stage, StageError, StageOptions};
 
 pub use invariants::{RunRecord, Violation, check, orphans};
@@ -35,6 +38,9 @@ pub struct DemoOptions {
     pub wave_timeout: Duration,
     /// Longest wait to come back to `minRunners` after the last wave.
     pub settle_timeout: Duration,
+    /// The steps of each job, for the stand-in runner on the node (`{n}`:
+    /// the job's number in its wave).
+    pub steps: Vec<String>,
 }
 
 impl Default for DemoOptions {
@@ -51,6 +57,7 @@ impl Default for DemoOptions {
                 leader_elect: true,
                 status_interval_secs: Some(1),
                 long_poll: Duration::from_secs(5),
+                node: true,
             },
             waves: vec![4, 12, 6],
             pause: Duration::from_secs(3),
@@ -61,6 +68,11 @@ impl Default for DemoOptions {
             },
             wave_timeout: Duration::from_secs(120),
             settle_timeout: Duration::from_secs(60),
+            steps: vec![
+                "echo \"job {n} on $RUNNER_NAME\"".into(),
+                "runway --version".into(),
+                "sleep 3".into(),
+            ],
         }
     }
 }
@@ -85,8 +97,11 @@ async fn run_demo(options: &DemoOptions) -> Result<RunRecord, StageError> {
         options.stage.max_runners,
         options.waves
     );
-    let player = stage.player(options.play.clone());
-    let mut table = Table::new(&stage, &player);
+    // On the node, the kubelet and the stand-in runners do the work; the
+    // demo only watches. Without it, the player plays both.
+    let player = (!stage.on_node()).then(|| stage.player(options.play.clone()));
+    let watch = PodWatch::start(stage.client.clone(), &stage.namespace, &stage.scale_set);
+    let mut table = Table::new(&stage, &watch);
     println!("{}", table_header());
     let min = usize::try_from(options.stage.min_runners).unwrap_or(0);
 
@@ -99,7 +114,12 @@ async fn run_demo(options: &DemoOptions) -> Result<RunRecord, StageError> {
         if index > 0 {
             table.pause(options.pause).await?;
         }
-        stage.queue_jobs(jobs)?;
+        if stage.on_node() {
+            let steps: Vec<&str> = options.steps.iter().map(String::as_str).collect();
+            stage.queue_jobs_with_steps(jobs, &steps)?;
+        } else {
+            stage.queue_jobs(jobs)?;
+        }
         table.note(format!("wave {}: {jobs} jobs queued", index + 1));
         table
             .until(
@@ -134,18 +154,39 @@ async fn run_demo(options: &DemoOptions) -> Result<RunRecord, StageError> {
         min_runners: min,
         max_runners: usize::try_from(options.stage.max_runners).unwrap_or(0),
         observations: rows,
-        peak_live_pods: player.watch().peak_live(),
-        starts: player.starts(),
+        peak_live_pods: watch.peak_live(),
+        starts: match &player {
+            Some(player) => player.starts(),
+            None => reported_starts(&stage),
+        },
         leftovers,
         back_to_min_after,
         controller_exit,
     };
-    print_summary(&record, &player, &stage);
+    print_summary(&record, player.as_ref(), &watch, &stage);
     Ok(record)
 }
 
-fn print_summary(record: &RunRecord, player: &Player, stage: &Stage) {
-    let stats = player.stats();
+/// The job starts the stand-in runners reported to the fake (one report per
+/// job and runner that ran it).
+fn reported_starts(stage: &Stage) -> Vec<JobStart> {
+    stage
+        .fake
+        .snapshot()
+        .jobs
+        .iter()
+        .filter(|j| j.scale_set_id == stage.scale_set_id)
+        .filter_map(|j| {
+            let report = stage.fake.job_report(j.runner_request_id)?;
+            Some(JobStart {
+                runner_request_id: j.runner_request_id,
+                runner_name: report.runner_name,
+            })
+        })
+        .collect()
+}
+
+fn print_summary(record: &RunRecord, player: Option<&Player>, watch: &PodWatch, stage: &Stage) {
     let jobs = stage.job_counts();
     println!();
     println!("summary:");
@@ -158,24 +199,45 @@ fn print_summary(record: &RunRecord, player: &Player, stage: &Stage) {
     );
     println!(
         "  runner pods created: {} for {} jobs and minRunners {}",
-        player.watch().first_seen().len(),
+        watch.first_seen().len(),
         jobs.done + jobs.open(),
         record.min_runners
     );
-    println!(
-        "  player: {} pods set Running, {} jobs started, {} completed, {} pods terminated, {} jobs abandoned, {} errors{}",
-        stats.pods_set_running,
-        stats.jobs_started,
-        stats.jobs_completed,
-        stats.pods_terminated,
-        stats.jobs_abandoned,
-        stats.errors,
-        stats
-            .last_error
-            .as_deref()
-            .map(|e| format!(" (last: {e})"))
-            .unwrap_or_default()
-    );
+    if player.is_none() {
+        let reports: Vec<_> = record
+            .starts
+            .iter()
+            .filter_map(|s| stage.fake.job_report(s.runner_request_id))
+            .collect();
+        let succeeded = reports.iter().filter(|r| r.result == "succeeded").count();
+        println!(
+            "  on the node: {} jobs ran their steps in runner containers ({} succeeded); e.g. {:?}",
+            reports.len(),
+            succeeded,
+            reports
+                .first()
+                .and_then(|r| r.output_tail.iter().find(|l| l.starts_with("job ")))
+                .cloned()
+                .unwrap_or_default()
+        );
+    }
+    if let Some(player) = player {
+        let stats = player.stats();
+        println!(
+            "  player: {} pods set Running, {} jobs started, {} completed, {} pods terminated, {} jobs abandoned, {} errors{}",
+            stats.pods_set_running,
+            stats.jobs_started,
+            stats.jobs_completed,
+            stats.pods_terminated,
+            stats.jobs_abandoned,
+            stats.errors,
+            stats
+                .last_error
+                .as_deref()
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default()
+        );
+    }
     match record.back_to_min_after {
         Some(after) => println!(
             "  back to minRunners ({}) {:.1} s after the last job was done",

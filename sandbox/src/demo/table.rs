@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::play::{Census, Player};
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::play::{Census, PodWatch, RUNNER_CONTAINER};
 use crate::stage::{JobCounts, Stage, StageError};
 use crate::wait;
 
@@ -14,6 +16,8 @@ pub struct Observation {
     pub at: Duration,
     pub jobs: JobCounts,
     pub pods: Census,
+    /// Runner containers running (on the real node; 0 when played).
+    pub containers: usize,
     /// `status.desiredRunners`.
     pub desired: Option<i64>,
     pub note: String,
@@ -22,7 +26,7 @@ pub struct Observation {
 /// The live table's header.
 pub fn table_header() -> String {
     format!(
-        "{:>6} | {:>6} {:>8} {:>7} {:>5} | {:>7} {:>4} {:>4} {:>5} | {:>7} | note",
+        "{:>6} | {:>6} {:>8} {:>7} {:>5} | {:>7} {:>4} {:>4} {:>5} | {:>4} | {:>7} | note",
         "t(s)",
         "queued",
         "assigned",
@@ -32,6 +36,7 @@ pub fn table_header() -> String {
         "idle",
         "busy",
         "gone",
+        "ctrs",
         "desired"
     )
 }
@@ -40,7 +45,7 @@ pub fn table_header() -> String {
 pub fn table_row(o: &Observation) -> String {
     let desired = o.desired.map_or_else(|| "-".to_string(), |d| d.to_string());
     format!(
-        "{:>6.1} | {:>6} {:>8} {:>7} {:>5} | {:>7} {:>4} {:>4} {:>5} | {:>7} | {}",
+        "{:>6.1} | {:>6} {:>8} {:>7} {:>5} | {:>7} {:>4} {:>4} {:>5} | {:>4} | {:>7} | {}",
         o.at.as_secs_f64(),
         o.jobs.queued,
         o.jobs.assigned,
@@ -50,6 +55,7 @@ pub fn table_row(o: &Observation) -> String {
         o.pods.idle,
         o.pods.busy,
         o.pods.finished + o.pods.terminating,
+        o.containers,
         desired,
         o.note
     )
@@ -58,9 +64,26 @@ pub fn table_row(o: &Observation) -> String {
 }
 
 /// The live table: one observation per second, printed as it is made.
+/// Runner containers in state running, as the kubelet reports them.
+pub fn runner_containers_running<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> usize {
+    pods.into_iter()
+        .filter(|pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c.name == RUNNER_CONTAINER
+                        && c.state.as_ref().is_some_and(|s| s.running.is_some())
+                })
+        })
+        .count()
+}
+
 pub(super) struct Table<'a> {
     stage: &'a Stage,
-    player: &'a Player,
+    watch: &'a PodWatch,
     pub(super) started: Instant,
     pub(super) rows: Vec<Observation>,
     next_note: String,
@@ -68,10 +91,10 @@ pub(super) struct Table<'a> {
 
 impl<'a> Table<'a> {
     /// An empty table; its clock starts now.
-    pub(super) fn new(stage: &'a Stage, player: &'a Player) -> Self {
+    pub(super) fn new(stage: &'a Stage, watch: &'a PodWatch) -> Self {
         Self {
             stage,
-            player,
+            watch,
             started: Instant::now(),
             rows: Vec::new(),
             next_note: String::new(),
@@ -82,7 +105,12 @@ impl<'a> Table<'a> {
         let observation = Observation {
             at: self.started.elapsed(),
             jobs: self.stage.job_counts(),
-            pods: self.player.watch().census(),
+            pods: self.watch.census(),
+            containers: if self.stage.on_node() {
+                runner_containers_running(self.watch.pods().values())
+            } else {
+                0
+            },
             desired: self.stage.desired().await,
             note,
         };
@@ -155,9 +183,33 @@ pub(super) mod tests {
                 finished: 1,
                 terminating: 1,
             },
+            containers: 2,
             desired: Some(10),
             note: String::new(),
         }
+    }
+
+    #[test]
+    fn only_running_runner_containers_are_counted() {
+        let pod = |runner: &str, state: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "status": { "containerStatuses": [
+                    { "name": runner, "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                      "state": { state: {} } },
+                    { "name": "dind", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                      "state": { "running": {} } }
+                ]}
+            }))
+            .expect("a pod")
+        };
+        let pods = [
+            pod("runner", "running"),
+            pod("runner", "terminated"),
+            pod("runner", "waiting"),
+            pod("other", "running"),
+            Pod::default(),
+        ];
+        assert_eq!(runner_containers_running(&pods), 1);
     }
 
     #[test]
@@ -168,7 +220,7 @@ pub(super) mod tests {
         let row = table_row(&o);
         assert_eq!(
             row,
-            "   1.5 |      2       10       3     4 |       7    1    2     2 |      10 | wave 2: 12 jobs queued"
+            "   1.5 |      2       10       3     4 |       7    1    2     2 |    2 |      10 | wave 2: 12 jobs queued"
         );
         let bars = |s: &str| s.match_indices('|').map(|(i, _)| i).collect::<Vec<_>>();
         assert_eq!(bars(&header), bars(&row));

@@ -110,6 +110,46 @@ pub fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
     ]
 }
 
+/// A runner pod template for the sandbox's node: the stand-in runner in the
+/// runner image (`/home/runner/run.sh`, as ARC's image), optionally a
+/// stand-in dind sidecar, on the node's network (`hostNetwork`: the fake
+/// GitHub and the API server are on 127.0.0.1, forwarded into the node);
+/// in-cluster clients (`runway kube`) find the API server through
+/// `KUBERNETES_SERVICE_HOST`/`PORT`, since the node has no kube-proxy.
+pub fn runner_pod_spec(api_port: u16, dind: bool) -> k8s_openapi::api::core::v1::PodSpec {
+    use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+    let env = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..EnvVar::default()
+    };
+    let mut containers = vec![Container {
+        name: "runner".into(),
+        image: Some(crate::images::RUNNER.into()),
+        image_pull_policy: Some("Never".into()),
+        command: Some(vec!["/home/runner/run.sh".into()]),
+        env: Some(vec![
+            env("KUBERNETES_SERVICE_HOST", "127.0.0.1".into()),
+            env("KUBERNETES_SERVICE_PORT", api_port.to_string()),
+        ]),
+        ..Container::default()
+    }];
+    if dind {
+        containers.push(Container {
+            name: "dind".into(),
+            image: Some(crate::images::DIND.into()),
+            image_pull_policy: Some("Never".into()),
+            ..Container::default()
+        });
+    }
+    PodSpec {
+        host_network: Some(true),
+        termination_grace_period_seconds: Some(5),
+        containers,
+        ..PodSpec::default()
+    }
+}
+
 /// Writes the node's configuration files and creates its namespace.
 pub fn prepare(sandbox: &str, dir: &Path) -> Result<NodeState, NodeError> {
     let layout = config::Layout::new(dir);
