@@ -13,33 +13,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use common::scale_set::{Running, WAIT, start, start_with};
+use common::scale_set::{only, start, start_with};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::Api;
 use kube::api::ListParams;
 use runway_controller::runner::RUNNER_CONTAINER;
-use runway_sandbox::github::Endpoint;
 use runway_sandbox::kubelet::{self, Termination, container};
-use runway_sandbox::wait;
-
-fn jit_configs(s: &Running) -> u64 {
-    s.fake.request_count(Endpoint::GenerateJitConfig)
-}
-
-/// Waits until pod `name` no longer exists and its registration is gone.
-async fn until_gone(s: &Running, name: &str) {
-    wait::gone(&s.pods(), name, WAIT).await.unwrap();
-    s.until(&format!("runner {name} unregistered"), || async {
-        (!s.registered().contains(name)).then_some(())
-    })
-    .await;
-}
-
-fn only(names: &BTreeSet<String>) -> String {
-    assert_eq!(names.len(), 1, "{names:?}");
-    names.iter().next().cloned().unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_that_exits_beside_a_running_dind_sidecar_has_ended() {
@@ -57,7 +37,7 @@ async fn a_runner_that_exits_beside_a_running_dind_sidecar_has_ended() {
     .await
     .expect("report both containers running");
     s.until_status(1, 1, Some(1), Some(0)).await;
-    let configs = jit_configs(&s);
+    let configs = s.jit_configs();
 
     // The ephemeral runner exits 0; dind runs on, and on 1.20 (no native
     // sidecars) the kubelet keeps the pod Running.
@@ -75,7 +55,7 @@ async fn a_runner_that_exits_beside_a_running_dind_sidecar_has_ended() {
 
     // The runner is done: pod and registration go, a new runner takes its
     // place (minRunners 1), with a new JIT config.
-    until_gone(&s, &old).await;
+    s.until_gone(&old).await;
     let new = s
         .until("a replacement runner", || async {
             let names = s.pod_names().await;
@@ -84,7 +64,7 @@ async fn a_runner_that_exits_beside_a_running_dind_sidecar_has_ended() {
         })
         .await;
     assert_ne!(new, old);
-    assert_eq!(jit_configs(&s), configs + 1);
+    assert_eq!(s.jit_configs(), configs + 1);
     s.shutdown().await.expect("run_scale_set ends cleanly");
 }
 
@@ -152,7 +132,7 @@ async fn an_image_that_cannot_be_pulled_is_a_startup_failure_with_backoff() {
     }
 
     // The first pod is gone, with its registration: it held a slot.
-    until_gone(&s, &first).await;
+    s.until_gone(&first).await;
     // Backoff, no hot loop: failures 1, 2, 3 wait 2 s, 4 s, 8 s, so a 15 s
     // window sees about 3 pods (a pod every ~1.5 s without the backoff).
     assert!(
@@ -160,7 +140,7 @@ async fn an_image_that_cannot_be_pulled_is_a_startup_failure_with_backoff() {
         "{} runner pods in {window:?}: {seen:?}",
         seen.len()
     );
-    assert!(jit_configs(&s) <= 4, "{} JIT configs", jit_configs(&s));
+    assert!(s.jit_configs() <= 4, "{} JIT configs", s.jit_configs());
 
     // The scale set says why, naming the container and the image.
     let condition = s

@@ -8,32 +8,11 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::scale_set::{Running, WAIT, start};
+use common::scale_set::{only, start};
 use kube::api::DeleteParams;
 use runway_controller::runner::RUNNER_CONTAINER;
 use runway_sandbox::github::{Endpoint, JobState};
 use runway_sandbox::kubelet::{self, Termination};
-use runway_sandbox::wait;
-
-/// JIT configs generated so far.
-fn jit_configs(s: &Running) -> u64 {
-    s.fake.request_count(Endpoint::GenerateJitConfig)
-}
-
-/// Waits until pod `name` no longer exists and its registration is gone.
-async fn until_gone(s: &Running, name: &str) {
-    wait::gone(&s.pods(), name, WAIT).await.unwrap();
-    s.until(&format!("runner {name} unregistered"), || async {
-        (!s.registered().contains(name)).then_some(())
-    })
-    .await;
-}
-
-/// The single name in `names`.
-fn only(names: &BTreeSet<String>) -> String {
-    assert_eq!(names.len(), 1, "{names:?}");
-    names.iter().next().cloned().unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_runners_zero_scales_to_zero() {
@@ -49,7 +28,7 @@ async fn min_runners_zero_scales_to_zero() {
     assert!(s.pod_names().await.is_empty(), "{:?}", s.pod_names().await);
     assert!(s.secret_names().await.is_empty());
     assert!(s.registered().is_empty());
-    assert_eq!(jit_configs(&s), 0);
+    assert_eq!(s.jit_configs(), 0);
     s.until_status(0, 0, Some(0), Some(0)).await;
 
     // Two jobs: two runners.
@@ -68,7 +47,7 @@ async fn min_runners_zero_scales_to_zero() {
         s.fake.complete_job(*job, "canceled").expect("cancel");
     }
     for pod in &pods {
-        until_gone(&s, pod).await;
+        s.until_gone(pod).await;
     }
     s.until("every JIT Secret collected", || async {
         s.secret_names().await.is_empty().then_some(())
@@ -81,7 +60,7 @@ async fn min_runners_zero_scales_to_zero() {
     // And it stays at zero: nothing replaces them.
     s.more_passes(3).await;
     assert!(s.pod_names().await.is_empty(), "{:?}", s.pod_names().await);
-    assert_eq!(jit_configs(&s), 2);
+    assert_eq!(s.jit_configs(), 2);
 
     s.shutdown().await.expect("run_scale_set ends cleanly");
 }
@@ -96,7 +75,7 @@ async fn min_runners_keeps_idle_runners_warm() {
     s.until_status(2, 2, Some(2), Some(0)).await;
     s.more_passes(3).await;
     assert_eq!(s.pod_names().await, warm);
-    assert_eq!(jit_configs(&s), 2);
+    assert_eq!(s.jit_configs(), 2);
 
     // A job: minRunners idle plus one per assigned job, so a third runner.
     let job = s.queue_jobs(1)[0];
@@ -117,14 +96,14 @@ async fn min_runners_keeps_idle_runners_warm() {
     s.fake.complete_job(job, "succeeded").expect("complete");
 
     // It goes; the new runner keeps the pool at two.
-    until_gone(&s, &taker).await;
+    s.until_gone(&taker).await;
     let after = s.runners(2).await;
     assert_eq!(after, BTreeSet::from([other.clone(), third.clone()]));
     assert!(!warm.contains(&third), "{third} is a new runner");
     s.until_status(2, 2, None, Some(0)).await;
     s.more_passes(3).await;
     assert_eq!(s.pod_names().await, after);
-    assert_eq!(jit_configs(&s), 3);
+    assert_eq!(s.jit_configs(), 3);
     let done = s.job(job);
     assert_eq!(done.state, JobState::Completed);
     assert_eq!(done.runner_name.as_deref(), Some(taker.as_str()));
@@ -165,7 +144,7 @@ async fn a_busy_runner_is_never_deleted_on_scale_down() {
         "the busy runner {busy} is the one left"
     );
     for pod in pods.iter().filter(|p| **p != busy) {
-        until_gone(&s, pod).await;
+        s.until_gone(pod).await;
     }
     s.until_status(1, 1, Some(0), Some(1)).await;
     for pass in 0..5 {
@@ -187,14 +166,14 @@ async fn a_busy_runner_is_never_deleted_on_scale_down() {
 
     // Its job ends: it goes too, and nothing replaces it.
     s.fake.complete_job(jobs[0], "succeeded").expect("complete");
-    until_gone(&s, &busy).await;
+    s.until_gone(&busy).await;
     s.until("every JIT Secret collected", || async {
         s.secret_names().await.is_empty().then_some(())
     })
     .await;
     s.until_status(0, 0, Some(0), Some(0)).await;
     assert!(s.registered().is_empty(), "{:?}", s.registered());
-    assert_eq!(jit_configs(&s), 3);
+    assert_eq!(s.jit_configs(), 3);
 
     s.shutdown().await.expect("run_scale_set ends cleanly");
 }
@@ -207,7 +186,7 @@ async fn an_idle_runner_oomkilled_is_replaced_by_a_new_runner() {
     s.set_running([&old]).await;
     s.until_status(1, 1, Some(1), Some(0)).await;
     let old_config = s.jit_config(&old).await.expect("the JIT Secret");
-    let configs = jit_configs(&s);
+    let configs = s.jit_configs();
     assert_eq!(configs, 1);
 
     kubelet::set_terminated(&s.pods(), &old, RUNNER_CONTAINER, Termination::oom_killed())
@@ -216,7 +195,7 @@ async fn an_idle_runner_oomkilled_is_replaced_by_a_new_runner() {
 
     // The dead runner goes, pod and registration; a new one takes its place
     // with a new name and a new JIT config (a JIT config is used once).
-    until_gone(&s, &old).await;
+    s.until_gone(&old).await;
     let new = s
         .until("a replacement runner", || async {
             let names = s.pod_names().await;
@@ -234,7 +213,7 @@ async fn an_idle_runner_oomkilled_is_replaced_by_a_new_runner() {
     s.until_status(1, 1, Some(1), Some(0)).await;
     s.more_passes(3).await;
     assert_eq!(s.pod_names().await, BTreeSet::from([new.clone()]));
-    assert_eq!(jit_configs(&s), configs + 1, "exactly one new JIT config");
+    assert_eq!(s.jit_configs(), configs + 1, "exactly one new JIT config");
     assert_eq!(s.registered(), BTreeSet::from([new.clone()]));
 
     // No job was lost: none was touched, and the next one runs on the new
@@ -249,7 +228,7 @@ async fn an_idle_runner_oomkilled_is_replaced_by_a_new_runner() {
         .start_job(job, &new)
         .expect("the new runner starts the job");
     s.fake.complete_job(job, "succeeded").expect("complete");
-    until_gone(&s, &new).await;
+    s.until_gone(&new).await;
     let done = s.job(job);
     assert_eq!(done.state, JobState::Completed);
     assert_eq!(done.result.as_deref(), Some("succeeded"));
@@ -274,7 +253,7 @@ async fn a_pod_deleted_by_someone_is_replaced() {
 
     // Its registration is removed before the pod may go, and a new runner
     // takes its place.
-    until_gone(&s, &old).await;
+    s.until_gone(&old).await;
     let new = only(&s.runners(1).await);
     assert_ne!(new, old);
     s.set_running([&new]).await;
@@ -282,7 +261,7 @@ async fn a_pod_deleted_by_someone_is_replaced() {
     s.more_passes(3).await;
     assert_eq!(s.pod_names().await, BTreeSet::from([new.clone()]));
     assert_eq!(s.registered(), BTreeSet::from([new]));
-    assert_eq!(jit_configs(&s), 2);
+    assert_eq!(s.jit_configs(), 2);
 
     s.shutdown().await.expect("run_scale_set ends cleanly");
 }
@@ -300,6 +279,6 @@ async fn a_restart_keeps_the_runners_waiting_for_assigned_jobs() {
     s.restart().await;
     s.more_passes(3).await;
     assert_eq!(s.pod_names().await, runners, "the same two runners");
-    assert_eq!(jit_configs(&s), 2, "no runner was made again");
+    assert_eq!(s.jit_configs(), 2, "no runner was made again");
     assert_eq!(s.registered(), runners);
 }

@@ -179,7 +179,7 @@ async fn a_failing_step_fails_the_job_and_the_runner_still_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_step_runs_runway_kube_against_the_api_server() {
     let s = start_on_node("node-kube", 0, 1, runner_pod(None, false)).await;
-    grant_pod_reads(&s.running.ns).await;
+    s.running.ns.grant_pod_reads("default").await;
     let job = s.queue(&[
         "printf 'actions:\\n  pods: [get]\\n' > /tmp/allowlist.yaml",
         "RUNWAY_KUBE_ALLOWLIST=/tmp/allowlist.yaml runway kube get \"pods/$RUNNER_NAME\" -n \"$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)\"",
@@ -189,49 +189,6 @@ async fn a_job_step_runs_runway_kube_against_the_api_server() {
     assert_eq!(report.result, "succeeded", "{out}");
     assert!(out.contains(&report.runner_name), "{out}");
     s.until_no_runners().await;
-}
-
-/// Lets the namespace's `default` ServiceAccount (the runner pods') read pods.
-async fn grant_pod_reads(ns: &runway_sandbox::TestNamespace) {
-    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-    use kube::api::{ObjectMeta, PostParams};
-    let meta = ObjectMeta {
-        name: Some("pod-reader".into()),
-        ..ObjectMeta::default()
-    };
-    let role = Role {
-        metadata: meta.clone(),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["pods".into()]),
-            verbs: vec!["get".into(), "list".into()],
-            ..PolicyRule::default()
-        }]),
-    };
-    let binding = RoleBinding {
-        metadata: meta,
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: "pod-reader".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: "default".into(),
-            namespace: Some(ns.name().into()),
-            ..Subject::default()
-        }]),
-    };
-    let roles: kube::Api<Role> = ns.api();
-    roles
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("create the Role");
-    let bindings: kube::Api<RoleBinding> = ns.api();
-    bindings
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("create the RoleBinding");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

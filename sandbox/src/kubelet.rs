@@ -1,6 +1,8 @@
-//! Playing the kubelet. The sandbox has no scheduler or kubelet, so tests
-//! (and the demo) write pod status the way a kubelet does: through the
-//! `status` subresource, with container states and exit codes.
+//! Playing the kubelet. On the node-less control plane (most tests, the
+//! benches, `demo --player`) no kubelet runs, so tests write pod status the
+//! way a kubelet does: through the `status` subresource, with container
+//! states and exit codes. Tests that need the real thing use the node
+//! (`crate::node`, `node_test_namespace`).
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, Pod,

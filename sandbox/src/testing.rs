@@ -260,6 +260,48 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
+    /// Lets ServiceAccount `service_account` of this namespace get and list
+    /// pods here (Role and RoleBinding `<service_account>-pod-reader`).
+    pub async fn grant_pod_reads(&self, service_account: &str) {
+        use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+        let name = format!("{service_account}-pod-reader");
+        let meta = ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        };
+        let role = Role {
+            metadata: meta.clone(),
+            rules: Some(vec![PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec!["pods".into()]),
+                verbs: vec!["get".into(), "list".into()],
+                ..PolicyRule::default()
+            }]),
+        };
+        let binding = RoleBinding {
+            metadata: meta,
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name,
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: service_account.into(),
+                namespace: Some(self.name.clone()),
+                ..Subject::default()
+            }]),
+        };
+        self.api::<Role>()
+            .create(&PostParams::default(), &role)
+            .await
+            .unwrap_or_else(|e| panic!("create Role in {}: {e}", self.name));
+        self.api::<RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap_or_else(|e| panic!("create RoleBinding in {}: {e}", self.name));
+    }
+
     /// A client acting as ServiceAccount `name` of this namespace.
     pub async fn service_account_client(&self, name: &str) -> Client {
         self.plane

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Resource};
@@ -162,49 +161,7 @@ async fn service_account_token_is_refused_what_its_role_does_not_grant() {
         )
         .await
         .unwrap();
-    let roles: Api<Role> = ns.api();
-    roles
-        .create(
-            &PostParams::default(),
-            &Role {
-                metadata: ObjectMeta {
-                    name: Some("pod-reader".into()),
-                    ..ObjectMeta::default()
-                },
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec![String::new()]),
-                    resources: Some(vec!["pods".into()]),
-                    verbs: vec!["get".into(), "list".into()],
-                    ..PolicyRule::default()
-                }]),
-            },
-        )
-        .await
-        .unwrap();
-    let bindings: Api<RoleBinding> = ns.api();
-    bindings
-        .create(
-            &PostParams::default(),
-            &RoleBinding {
-                metadata: ObjectMeta {
-                    name: Some("reader".into()),
-                    ..ObjectMeta::default()
-                },
-                role_ref: RoleRef {
-                    api_group: "rbac.authorization.k8s.io".into(),
-                    kind: "Role".into(),
-                    name: "pod-reader".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "reader".into(),
-                    namespace: Some(ns.name().into()),
-                    ..Subject::default()
-                }]),
-            },
-        )
-        .await
-        .unwrap();
+    ns.grant_pod_reads("reader").await;
     ns.api::<Pod>()
         .create(&PostParams::default(), &pod("target"))
         .await

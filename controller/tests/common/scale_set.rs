@@ -165,7 +165,28 @@ pub async fn launch(
     running
 }
 
+/// The single name in `names`.
+pub fn only(names: &BTreeSet<String>) -> String {
+    assert_eq!(names.len(), 1, "{names:?}");
+    names.iter().next().cloned().unwrap_or_default()
+}
+
 impl Running {
+    /// JIT configs generated so far.
+    pub fn jit_configs(&self) -> u64 {
+        self.fake
+            .request_count(runway_sandbox::github::Endpoint::GenerateJitConfig)
+    }
+
+    /// Waits until pod `name` no longer exists and its registration is gone.
+    pub async fn until_gone(&self, name: &str) {
+        wait::gone(&self.pods(), name, WAIT).await.unwrap();
+        self.until(&format!("runner {name} unregistered"), || async {
+            (!self.registered().contains(name)).then_some(())
+        })
+        .await;
+    }
+
     pub async fn until<T, Fut: Future<Output = Option<T>>>(
         &self,
         what: &str,

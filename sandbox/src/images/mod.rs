@@ -191,6 +191,16 @@ fn stem(name: &str) -> String {
         .collect()
 }
 
+/// An error writing `path` while building `image`.
+fn write_error(image: &str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + use<> {
+    let (image, path) = (image.to_string(), path.to_path_buf());
+    move |source| ImageError::Write {
+        image,
+        path,
+        source,
+    }
+}
+
 /// Builds `spec` into `cache_dir`, unless a tarball for the same inputs is
 /// there already.
 pub fn build_spec(spec: &Spec, cache_dir: &Path) -> Result<BuiltImage, ImageError> {
@@ -216,14 +226,7 @@ pub fn build_spec(spec: &Spec, cache_dir: &Path) -> Result<BuiltImage, ImageErro
         return Ok(built);
     }
 
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ImageError::Write {
-            image: image.to_string(),
-            path,
-            source,
-        }
-    };
+    let write_err = |path: &Path| write_error(image, path);
     fs::create_dir_all(cache_dir).map_err(write_err(cache_dir))?;
     let scratch = cache_dir.join(format!(".build-{base}-{}", std::process::id()));
     fs::create_dir_all(&scratch).map_err(write_err(&scratch))?;
@@ -254,14 +257,7 @@ fn write_image(
     record: &Path,
 ) -> Result<BuiltImage, ImageError> {
     let image = spec.name;
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ImageError::Write {
-            image: image.to_string(),
-            path,
-            source,
-        }
-    };
+    let write_err = |path: &Path| write_error(image, path);
     // The layer goes to a scratch file first: the archive names it by its
     // digest, known only once it is written.
     let layer_path = scratch.join("layer.tar");
