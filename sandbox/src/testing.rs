@@ -27,17 +27,7 @@ static SHARED_NODE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 ///
 /// Panics with the reason (and how to fix it) if it cannot be started.
 pub fn shared() -> &'static ControlPlane {
-    let started = SHARED.get_or_init(|| {
-        // Tests run on many short-lived runtimes; start on a thread of our
-        // own so that the start does not depend on any of them.
-        std::thread::spawn(|| start_for_tests(false))
-            .join()
-            .unwrap_or_else(|_| Err("start-up panicked".into()))
-    });
-    match started {
-        Ok(plane) => plane,
-        Err(reason) => panic!("the sandbox control plane could not be started:\n{reason}"),
-    }
+    shared_in(&SHARED, false)
 }
 
 /// The control plane with a real node (kube-scheduler, containerd, kubelet)
@@ -46,14 +36,26 @@ pub fn shared() -> &'static ControlPlane {
 ///
 /// Panics with the reason (and how to fix it) if it cannot be started.
 pub fn shared_node() -> &'static ControlPlane {
-    let started = SHARED_NODE.get_or_init(|| {
-        std::thread::spawn(|| start_for_tests(true))
+    shared_in(&SHARED_NODE, true)
+}
+
+fn shared_in(
+    cell: &'static OnceLock<Result<ControlPlane, String>>,
+    with_node: bool,
+) -> &'static ControlPlane {
+    let started = cell.get_or_init(|| {
+        // Tests run on many short-lived runtimes; start on a thread of our
+        // own so that the start does not depend on any of them.
+        std::thread::spawn(move || start_for_tests(with_node))
             .join()
             .unwrap_or_else(|_| Err("start-up panicked".into()))
     });
     match started {
         Ok(plane) => plane,
-        Err(reason) => panic!("the sandbox with a node could not be started:\n{reason}"),
+        Err(reason) => panic!(
+            "the sandbox control plane{} could not be started:\n{reason}",
+            if with_node { " with a node" } else { "" }
+        ),
     }
 }
 
