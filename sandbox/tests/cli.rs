@@ -1,6 +1,7 @@
 //! `runway-sandbox up`, `status`, `env`, `down` as a person runs them: the
-//! processes outlive `up`, and `down` leaves none of them behind (checked by
-//! process id).
+//! processes outlive `up` (the control plane and the node), and `down`
+//! leaves none of them behind (checked by process id), nor any of the node's
+//! containers, mounts or network devices.
 
 use std::process::Command;
 
@@ -33,15 +34,30 @@ fn up_status_env_down_leaves_no_process_behind() {
 
     let plane = ControlPlane::load(&paths::sandbox_dir(&name)).unwrap();
     let pids: Vec<u32> = plane.state().processes.iter().map(|p| p.pid).collect();
+    let components: Vec<&str> = plane
+        .state()
+        .processes
+        .iter()
+        .map(|p| p.component.as_str())
+        .collect();
     assert_eq!(
-        pids.len(),
-        3,
-        "etcd, kube-apiserver, kube-controller-manager"
+        components,
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "forward",
+            "containerd",
+            "kube-scheduler",
+            "kubelet"
+        ]
     );
     assert!(
         pids.iter().all(|p| process::is_alive(*p)),
-        "all three outlive `up`"
+        "all of them outlive `up`"
     );
+    let node = plane.node().expect("a node").clone();
+    assert!(node.network.exists(), "the node's network namespace");
 
     let status =
         String::from_utf8_lossy(&sandbox(&["status", "--name", &name]).stdout).into_owned();
@@ -69,6 +85,12 @@ fn up_status_env_down_leaves_no_process_behind() {
         .filter(|p| process::is_alive(*p))
         .collect();
     assert!(left.is_empty(), "pids still alive after down: {left:?}");
+    let node_left = plane.node_leftovers().expect("a node");
+    assert!(node_left.is_empty(), "the node left behind: {node_left}");
+    assert!(
+        !node.network.exists(),
+        "the node's network namespace is gone"
+    );
     let _ = std::fs::remove_dir_all(paths::sandbox_dir(&name));
 }
 
