@@ -19,6 +19,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 
 use crate::binaries::{Binaries, BinariesError};
+use crate::cluster::StartOptions;
 use crate::controller_process::{
     ControllerError, ControllerOptions, ControllerProcess, controller_binary, print_crd,
 };
@@ -177,11 +178,21 @@ impl Stage {
     /// Sets everything up and waits until the controller has created the
     /// scale set on the fake and its listener polls.
     pub async fn start(options: &StageOptions) -> Result<Stage, StageError> {
+        Self::start_with(options, &StartOptions::default()).await
+    }
+
+    /// [`Stage::start`] on a control plane started with `plane` (a real
+    /// node, for one).
+    pub async fn start_with(
+        options: &StageOptions,
+        plane: &StartOptions,
+    ) -> Result<Stage, StageError> {
         let bins = Binaries::locate_or_install()?;
         let controller_binary = controller_binary()?;
         let dir = paths::sandbox_dir(&options.sandbox);
         let started = Instant::now();
-        let plane = PlaneGuard(ControlPlane::start(&options.sandbox, &dir, &bins).await?);
+        let plane =
+            PlaneGuard(ControlPlane::start_with(&options.sandbox, &dir, &bins, plane).await?);
         let client = plane.0.admin_client().await?;
         eprintln!(
             "control plane up in {:.1} s at {} (files in {})",
