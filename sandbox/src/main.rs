@@ -65,6 +65,30 @@ enum BenchCommand {
     /// `runway kube get` from process start, and actions/s through
     /// `runway serve` (one at a time and 8 at once), exactly-once included.
     KubeActions(KubeActionsArgs),
+    /// The real node (kubelet, containerd): pod created -> runner container
+    /// running (baseline: a one-container pod), job queued -> first step
+    /// running cold and warm (baseline: warm), and how many runner pods the
+    /// node runs at once. Starts its own sandbox with a node.
+    Node(NodeArgs),
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Runner-shaped pods timed (and as many baseline pods).
+    #[arg(long, default_value_t = 50)]
+    pods: usize,
+    /// Pods created at once; each batch is gone before the next.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
+    /// Jobs run cold (minRunners 0) and as many warm (minRunners 1).
+    #[arg(long, default_value_t = 10)]
+    jobs: usize,
+    /// The most runner-shaped pods the capacity count creates.
+    #[arg(long, default_value_t = 110)]
+    max_pods: usize,
+    /// Sandbox name (files in ~/.cache/runway/sandbox/NAME/).
+    #[arg(long, default_value = "bench-node")]
+    name: String,
 }
 
 #[derive(clap::Args)]
@@ -175,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo(args.player).await,
         Command::Bench(BenchCommand::ScaleUp(args)) => bench_scale_up(args).await,
         Command::Bench(BenchCommand::KubeActions(args)) => bench_kube_actions(args).await,
+        Command::Bench(BenchCommand::Node(args)) => bench_node(args).await,
         Command::Github(args) => github(args).await,
         Command::Sts(args) => sts(args).await,
     }
@@ -385,6 +410,26 @@ async fn bench_scale_up(args: ScaleUpArgs) -> anyhow::Result<()> {
     let report = runway_sandbox::bench::scale_up(&options)
         .await
         .context("bench scale-up did not finish")?;
+    print!("{}", report.render());
+    Ok(())
+}
+
+async fn bench_node(args: NodeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.pods > 0 && args.batch > 0 && args.jobs > 0 && args.max_pods > 0,
+        "--pods, --batch, --jobs and --max-pods must be at least 1"
+    );
+    let options = runway_sandbox::bench::node::NodeOptions {
+        sandbox: args.name,
+        pods: args.pods,
+        batch: args.batch,
+        jobs: args.jobs,
+        max_pods: args.max_pods,
+        ..runway_sandbox::bench::node::NodeOptions::default()
+    };
+    let report = runway_sandbox::bench::node::node(&options)
+        .await
+        .context("bench node did not finish")?;
     print!("{}", report.render());
     Ok(())
 }

@@ -25,6 +25,8 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 
 pub mod kube_actions;
+pub mod node;
+mod node_report;
 mod report;
 
 use crate::controller_process::{Metrics, STOP_GRACE};
@@ -32,6 +34,7 @@ use crate::demo::orphans;
 use crate::play::{PlayOptions, PodWatch, SCALE_SET_LABEL};
 use crate::stage::{JobCounts, Stage, StageError, StageOptions, create_namespace};
 
+pub use node_report::{Capacity, NodeReport, Spread};
 pub use report::{
     ScaleUpReport, TARGET_POD_SECRET_WRITES_PER_JOB, TARGET_RATIO, Target, WritesPerJob, percentile,
 };

@@ -51,8 +51,8 @@ use tokio::sync::watch;
 pub use auth::{EXAMPLE_APP_PRIVATE_KEY_PEM, EXAMPLE_APP_PUBLIC_KEY_PEM, FakeApp};
 pub use faults::{Endpoint, Fault};
 pub use state::{
-    JobReport, JobState, JobView, NewJob, RunnerSettings, RunnerView, ScaleSetView, SessionInfo,
-    Snapshot, StateError, Statistics,
+    JobReport, JobState, JobTimes, JobView, NewJob, RunnerSettings, RunnerView, ScaleSetView,
+    SessionInfo, Snapshot, StateError, Statistics,
 };
 
 use server::App;
@@ -276,6 +276,12 @@ impl FakeGitHub {
     /// and the output's last lines.
     pub fn job_report(&self, runner_request_id: i64) -> Option<JobReport> {
         self.app().state(|s, _| s.job_report(runner_request_id))
+    }
+
+    /// When the job was queued, started by a runner (JobStarted) and
+    /// finished, on this machine's clock; None for an unknown id.
+    pub fn job_times(&self, runner_request_id: i64) -> Option<JobTimes> {
+        self.app().state(|s, _| s.job_times(runner_request_id))
     }
 
     /// Queues a message written by hand as the next message of the scale

@@ -7,6 +7,15 @@ use std::time::Instant;
 use super::{CANCELED, Job, JobState, MAX_REQUEUES, NewJob, Phase, State, StateError};
 use crate::github::messages::{EventKind, JobEvent, JobFacts};
 
+/// When a job was queued, taken by a runner (JobStarted) and finished, on
+/// this machine's monotonic clock: what benchmarks time a job by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobTimes {
+    pub queued: Instant,
+    pub started: Option<Instant>,
+    pub finished: Option<Instant>,
+}
+
 impl State {
     pub(super) fn emit(&mut self, runner_request_id: i64, kind: EventKind) {
         let Some(job) = self.jobs.get(&runner_request_id) else {
@@ -32,6 +41,15 @@ impl State {
             set.queue.push(JobEvent { kind, job: facts });
         }
         self.changed();
+    }
+
+    /// When the job was queued, started and finished (None: no such job).
+    pub fn job_times(&self, runner_request_id: i64) -> Option<JobTimes> {
+        self.jobs.get(&runner_request_id).map(|j| JobTimes {
+            queued: j.queue_time,
+            started: j.runner_assign_time,
+            finished: j.finish_time,
+        })
     }
 
     /// Queues a job for a scale set (JobAvailable). Returns its runner

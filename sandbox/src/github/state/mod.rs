@@ -34,6 +34,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::messages::MessageQueue;
+pub use jobs::JobTimes;
 use runner_side::JitRecord;
 pub use runner_side::{JobReport, RunnerError};
 

@@ -676,3 +676,31 @@ fn wall_times_follow_the_monotonic_clock() {
         DateTime::UNIX_EPOCH + TimeDelta::seconds(90)
     );
 }
+
+#[test]
+fn job_times_stamp_queued_started_and_finished_on_the_given_clock() {
+    let (mut s, t0, set, session) = with_scale_set();
+    let id = acquired_job(&mut s, set, &session, t0);
+    assert_eq!(
+        s.job_times(id),
+        Some(JobTimes {
+            queued: t0,
+            started: None,
+            finished: None
+        })
+    );
+    s.register_runner(1, set, "arm-abc").expect("registered");
+    let t1 = t0 + Duration::from_millis(250);
+    s.start_job(id, "arm-abc", t1).expect("started");
+    let t2 = t1 + Duration::from_millis(40);
+    s.complete_job(id, "succeeded", t2).expect("completed");
+    assert_eq!(
+        s.job_times(id),
+        Some(JobTimes {
+            queued: t0,
+            started: Some(t1),
+            finished: Some(t2)
+        })
+    );
+    assert_eq!(s.job_times(id + 1000), None);
+}
