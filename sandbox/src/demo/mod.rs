@@ -67,7 +67,9 @@ impl Default for DemoOptions {
                 ..PlayOptions::default()
             },
             wave_timeout: Duration::from_secs(120),
-            settle_timeout: Duration::from_secs(60),
+            // On the node, runner pods deleted while the kubelet is still
+            // creating them take up to ~40 s to go on 2 cores.
+            settle_timeout: Duration::from_secs(120),
             steps: vec![
                 "echo \"job {n} on $RUNNER_NAME\"".into(),
                 "runway --version".into(),
