@@ -55,14 +55,7 @@ async fn a_runner_that_exits_beside_a_running_dind_sidecar_has_ended() {
 
     // The runner is done: pod and registration go, a new runner takes its
     // place (minRunners 1), with a new JIT config.
-    s.until_gone(&old).await;
-    let new = s
-        .until("a replacement runner", || async {
-            let names = s.pod_names().await;
-            (names.len() == 1 && !names.contains(&old) && s.registered() == names)
-                .then(|| only(&names))
-        })
-        .await;
+    let new = s.until_replaced(&old).await;
     assert_ne!(new, old);
     assert_eq!(s.jit_configs(), configs + 1);
     s.shutdown().await.expect("run_scale_set ends cleanly");

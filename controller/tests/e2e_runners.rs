@@ -195,14 +195,7 @@ async fn an_idle_runner_oomkilled_is_replaced_by_a_new_runner() {
 
     // The dead runner goes, pod and registration; a new one takes its place
     // with a new name and a new JIT config (a JIT config is used once).
-    s.until_gone(&old).await;
-    let new = s
-        .until("a replacement runner", || async {
-            let names = s.pod_names().await;
-            (names.len() == 1 && !names.contains(&old) && s.registered() == names)
-                .then(|| only(&names))
-        })
-        .await;
+    let new = s.until_replaced(&old).await;
     assert_ne!(new, old);
     let new_config = s
         .until("the replacement's JIT Secret", || s.jit_config(&new))

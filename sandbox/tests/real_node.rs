@@ -74,12 +74,7 @@ fn terminated<'a>(pod: &'a Pod, container: &str) -> Option<&'a ContainerStateTer
 }
 
 fn running(pod: &Pod, container: &str) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.name == container && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    runway_sandbox::play::container_running(pod, container)
 }
 
 async fn logs(pods: &Api<Pod>, name: &str, container: &str) -> String {

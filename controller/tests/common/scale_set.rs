@@ -178,6 +178,18 @@ impl Running {
             .request_count(runway_sandbox::github::Endpoint::GenerateJitConfig)
     }
 
+    /// Waits until runner `old` is gone (pod and registration) and exactly
+    /// one other runner, registered, has taken its place; returns its name.
+    pub async fn until_replaced(&self, old: &str) -> String {
+        self.until_gone(old).await;
+        self.until("a replacement runner", || async {
+            let names = self.pod_names().await;
+            (names.len() == 1 && !names.contains(old) && self.registered() == names)
+                .then(|| only(&names))
+        })
+        .await
+    }
+
     /// Waits until pod `name` no longer exists and its registration is gone.
     pub async fn until_gone(&self, name: &str) {
         wait::gone(&self.pods(), name, WAIT).await.unwrap();

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use super::node_report::{Capacity, NodeReport, meminfo_kib};
 use crate::github::NewJob;
-use crate::play::{PodWatch, RUNNER_CONTAINER};
+use crate::play::{PodWatch, RUNNER_CONTAINER, container_running};
 use crate::stage::{Stage, StageError, StageOptions, create_namespace, runner_scale_set_resource};
 use crate::{ClusterError, images, wait};
 
@@ -591,15 +591,6 @@ fn stuck_reason(pod: &Pod) -> Option<String> {
             status.and_then(|s| s.phase.as_deref()).unwrap_or("?")
         )
     })
-}
-
-fn container_running(pod: &Pod, container: &str) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.name == container && c.state.as_ref().is_some_and(|s| s.running.is_some()))
 }
 
 /// The moment a watch first saw each pod's first container running.

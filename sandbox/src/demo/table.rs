@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::play::{Census, PodWatch, RUNNER_CONTAINER};
+use crate::play::{Census, PodWatch, RUNNER_CONTAINER, container_running};
 use crate::stage::{JobCounts, Stage, StageError};
 use crate::wait;
 
@@ -67,17 +67,7 @@ pub fn table_row(o: &Observation) -> String {
 /// Runner containers in state running, as the kubelet reports them.
 pub fn runner_containers_running<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> usize {
     pods.into_iter()
-        .filter(|pod| {
-            pod.status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .into_iter()
-                .flatten()
-                .any(|c| {
-                    c.name == RUNNER_CONTAINER
-                        && c.state.as_ref().is_some_and(|s| s.running.is_some())
-                })
-        })
+        .filter(|pod| container_running(pod, RUNNER_CONTAINER))
         .count()
 }
 

@@ -117,6 +117,16 @@ pub fn phase(pod: &Pod) -> &str {
 }
 
 /// True if the controller marked the pod busy.
+/// True if the kubelet reports `container` of `pod` running.
+pub fn container_running(pod: &Pod, container: &str) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.name == container && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+}
+
 pub fn is_busy(pod: &Pod) -> bool {
     pod.metadata
         .annotations
