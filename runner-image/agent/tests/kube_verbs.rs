@@ -17,7 +17,40 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
-use support::{Setup, forbidden};
+use support::{Setup, Via, forbidden};
+
+/// Every test runs twice: the CLI with the token itself, and the CLI in a
+/// job step that has only the executor's socket (the executor holds the
+/// token and enforces the allowlist). Same commands, same answers.
+macro_rules! both_ways {
+    ($($name:ident),* $(,)?) => {
+        mod direct {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::Direct).await
+            })*
+        }
+        mod through_the_executor {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::Executor).await
+            })*
+        }
+    };
+}
+
+both_ways!(
+    get_and_list_pods_and_secrets_without_their_values,
+    get_data_shows_secret_values,
+    create_update_patch_and_delete_config_maps_with_dry_run,
+    delete_multiple_needs_a_selector_and_stops_at_max,
+    restart_makes_a_new_replica_set_and_rollback_restores_the_template,
+    scale_sets_replicas_through_the_scale_subresource,
+    rollout_status_waits_until_rolled_out_and_times_out_with_exit_5,
+    cordon_uncordon_and_drain_honour_a_pod_disruption_budget,
+    trigger_starts_a_job_from_a_cron_job,
+    custom_objects_take_their_kind_at_call_time_and_rbac_from_kubernetes_permissions,
+);
 
 fn pod(name: &str, labels: Value) -> Pod {
     serde_json::from_value(json!({
@@ -44,10 +77,12 @@ where
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[tokio::test]
-async fn get_and_list_pods_and_secrets_without_their_values() {
-    let s = Setup::new(json!({"kubernetesActions": {"pods": ["get", "list"], "secrets": ["get"]}}))
-        .await;
+async fn get_and_list_pods_and_secrets_without_their_values(via: Via) {
+    let s = Setup::via(
+        json!({"kubernetesActions": {"pods": ["get", "list"], "secrets": ["get"]}}),
+        via,
+    )
+    .await;
     let pods: Api<Pod> = Api::namespaced(s.admin(), s.name());
     pods.create(&PostParams::default(), &pod("web-1", json!({"app": "web"})))
         .await
@@ -92,6 +127,22 @@ async fn get_and_list_pods_and_secrets_without_their_values() {
         !shown.stderr.contains("aHVudGVyMi"),
         "audit line has no values"
     );
+    if via == Via::Executor {
+        // The audit is the executor's: it names the job the CLI sent and
+        // the runner it serves, and holds no values either.
+        let log = s.executor_log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("\"audit\"") && l.contains("secrets/db"))
+            .unwrap_or_else(|| panic!("an audit line for get secrets/db in:\n{log}"));
+        for needle in ["acme-corp/app", "4242", "rs-runner-x", "executor"] {
+            assert!(line.contains(needle), "{needle} in {line}");
+        }
+        assert!(
+            !log.contains("aHVudGVyMi") && !log.contains("hunter2"),
+            "{log}"
+        );
+    }
 
     // Denied by the allowlist, before Kubernetes: even offline it is exit 3.
     for run in [
@@ -121,9 +172,12 @@ async fn get_and_list_pods_and_secrets_without_their_values() {
     s.cleanup().await;
 }
 
-#[tokio::test]
-async fn get_data_shows_secret_values() {
-    let s = Setup::new(json!({"kubernetesActions": {"secrets": ["get", "getData"]}})).await;
+async fn get_data_shows_secret_values(via: Via) {
+    let s = Setup::via(
+        json!({"kubernetesActions": {"secrets": ["get", "getData"]}}),
+        via,
+    )
+    .await;
     s.create(&secret("db", "hunter2")).await;
     let got = s.kube(&["get", "secrets/db", "-o", "json"]).await.json();
     assert_eq!(got["result"]["data"]["password"], "aHVudGVyMg==");
@@ -135,9 +189,8 @@ async fn get_data_shows_secret_values() {
     s.cleanup().await;
 }
 
-#[tokio::test]
-async fn create_update_patch_and_delete_config_maps_with_dry_run() {
-    let s = Setup::new(json!({"kubernetesActions": {"configMaps": ["get", "create", "update", "patch", "delete"]}})).await;
+async fn create_update_patch_and_delete_config_maps_with_dry_run(via: Via) {
+    let s = Setup::via(json!({"kubernetesActions": {"configMaps": ["get", "create", "update", "patch", "delete"]}}), via).await;
     let cms: Api<ConfigMap> = Api::namespaced(s.admin(), s.name());
     let file = s.dir.join("cm.yaml");
     std::fs::write(
@@ -237,9 +290,12 @@ async fn create_update_patch_and_delete_config_maps_with_dry_run() {
     s.cleanup().await;
 }
 
-#[tokio::test]
-async fn delete_multiple_needs_a_selector_and_stops_at_max() {
-    let s = Setup::new(json!({"kubernetesActions": {"pods": ["deleteMultiple"]}})).await;
+async fn delete_multiple_needs_a_selector_and_stops_at_max(via: Via) {
+    let s = Setup::via(
+        json!({"kubernetesActions": {"pods": ["deleteMultiple"]}}),
+        via,
+    )
+    .await;
     let pods: Api<Pod> = Api::namespaced(s.admin(), s.name());
     for (name, app) in [
         ("f1", "flaky"),
@@ -366,11 +422,12 @@ async fn template_hashes(s: &Setup, app: &str) -> Vec<String> {
     hashes
 }
 
-#[tokio::test]
-async fn restart_makes_a_new_replica_set_and_rollback_restores_the_template() {
-    let s =
-        Setup::new(json!({"kubernetesActions": {"deployments": ["get", "restart", "rollback"]}}))
-            .await;
+async fn restart_makes_a_new_replica_set_and_rollback_restores_the_template(via: Via) {
+    let s = Setup::via(
+        json!({"kubernetesActions": {"deployments": ["get", "restart", "rollback"]}}),
+        via,
+    )
+    .await;
     let deployments: Api<Deployment> = Api::namespaced(s.admin(), s.name());
     s.create(&deployment("api", 1)).await;
     let first = until("the first ReplicaSet", || async {
@@ -469,10 +526,10 @@ async fn restart_makes_a_new_replica_set_and_rollback_restores_the_template() {
     s.cleanup().await;
 }
 
-#[tokio::test]
-async fn scale_sets_replicas_through_the_scale_subresource() {
-    let s = Setup::new(
+async fn scale_sets_replicas_through_the_scale_subresource(via: Via) {
+    let s = Setup::via(
         json!({"kubernetesActions": {"deployments": ["scale"], "statefulSets": ["scale"]}}),
+        via,
     )
     .await;
     let deployments: Api<Deployment> = Api::namespaced(s.admin(), s.name());
@@ -504,9 +561,12 @@ async fn scale_sets_replicas_through_the_scale_subresource() {
     s.cleanup().await;
 }
 
-#[tokio::test]
-async fn rollout_status_waits_until_rolled_out_and_times_out_with_exit_5() {
-    let s = Setup::new(json!({"kubernetesActions": {"deployments": ["rolloutStatus"]}})).await;
+async fn rollout_status_waits_until_rolled_out_and_times_out_with_exit_5(via: Via) {
+    let s = Setup::via(
+        json!({"kubernetesActions": {"deployments": ["rolloutStatus"]}}),
+        via,
+    )
+    .await;
     s.create(&deployment("idle", 0)).await;
     s.create(&deployment("stuck", 1)).await;
     let done = s
@@ -539,9 +599,8 @@ fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource 
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
-#[tokio::test]
-async fn cordon_uncordon_and_drain_honour_a_pod_disruption_budget() {
-    let s = Setup::new(json!({"roleType": "ClusterRole", "kubernetesActions": {"nodes": ["cordon", "uncordon", "drain"]}})).await;
+async fn cordon_uncordon_and_drain_honour_a_pod_disruption_budget(via: Via) {
+    let s = Setup::via(json!({"roleType": "ClusterRole", "kubernetesActions": {"nodes": ["cordon", "uncordon", "drain"]}}), via).await;
     let node_name = format!("node-{}", s.name());
     let nodes: Api<Node> = Api::all(s.admin());
     let node: Node = serde_json::from_value(json!({"metadata": {"name": node_name}})).unwrap();
@@ -655,9 +714,8 @@ async fn cordon_uncordon_and_drain_honour_a_pod_disruption_budget() {
     s.cleanup().await;
 }
 
-#[tokio::test]
-async fn trigger_starts_a_job_from_a_cron_job() {
-    let s = Setup::new(json!({"kubernetesActions": {"cronJobs": ["trigger"]}})).await;
+async fn trigger_starts_a_job_from_a_cron_job(via: Via) {
+    let s = Setup::via(json!({"kubernetesActions": {"cronJobs": ["trigger"]}}), via).await;
     // batch/v1beta1 on this v1.20 API server: runway discovers it.
     let crons: Api<DynamicObject> = Api::namespaced_with(
         s.admin(),
@@ -706,12 +764,13 @@ async fn trigger_starts_a_job_from_a_cron_job() {
     s.cleanup().await;
 }
 
-#[tokio::test]
-async fn custom_objects_take_their_kind_at_call_time_and_rbac_from_kubernetes_permissions() {
-    let s = Setup::new(json!({
+async fn custom_objects_take_their_kind_at_call_time_and_rbac_from_kubernetes_permissions(
+    via: Via,
+) {
+    let s = Setup::via(json!({
         "kubernetesActions": {"customObjects": ["get", "list"]},
         "kubernetesPermissions": [{"apiGroups": ["example.runway.dev"], "resources": ["widgets"], "verbs": ["get", "list"]}],
-    }))
+    }), via)
     .await;
     // A CRD of the shared control plane: made once, by whichever test
     // process comes first.

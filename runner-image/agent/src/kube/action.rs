@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::catalog::{Resource, Verb};
 
@@ -121,7 +121,7 @@ impl Action {
 }
 
 /// What an action did.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// A short human line: `deployment app/api restarted`.
     pub summary: String,

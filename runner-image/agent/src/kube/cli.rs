@@ -15,10 +15,13 @@ use super::audit::AuditContext;
 use super::catalog::{Resource, Verb};
 use super::error::ActionError;
 use super::exec::Executor;
+use super::via_executor::ExecutorSocket;
 
 /// `runway kube --help`: what it does, examples, exit codes.
 pub const LONG_ABOUT: &str = "Kubernetes actions for job steps, limited to what the scale set's `kubernetesActions` \
-allow (the allowlist mounted at $RUNWAY_KUBE_ALLOWLIST) and run with the runner pod's ServiceAccount.\n\n\
+allow. In a runner pod they run in the executor beside the job (the runway-executor container, reached over \
+the socket at $RUNWAY_KUBE_EXECUTOR), which alone holds the pod's ServiceAccount token and enforces the \
+allowlist; elsewhere with --kubeconfig (or $KUBECONFIG) and the allowlist at --allowlist / $RUNWAY_KUBE_ALLOWLIST.\n\n\
 Examples:\n  runway kube get deployments/api -n prod -o json\n  runway kube restart deployments/api -n prod\n  \
 runway kube scale deployments/api --replicas 3 -n prod\n  runway kube delete-multiple pods -l app=flaky -n ci --max 10\n  \
 runway kube drain nodes/ip-10-0-1-2 --timeout 5m\n  runway kube get customObjects/canary --api-version argoproj.io/v1alpha1 --kind Rollout\n\n\
@@ -56,7 +59,8 @@ struct Global {
         hide_env_values = true
     )]
     allowlist: Option<PathBuf>,
-    /// A kubeconfig to use instead of the pod's ServiceAccount ($KUBECONFIG works too).
+    /// A kubeconfig to use instead of the executor or the pod's
+    /// ServiceAccount ($KUBECONFIG works too).
     #[arg(long, global = true)]
     kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use.
@@ -379,13 +383,18 @@ fn action_of(command: &KubeCommand, global: &Global) -> Result<Action, ActionErr
 
 pub async fn run(args: KubeArgs) -> ExitCode {
     let output = args.global.output;
+    let executor = executor_of(&args.global);
     if let KubeCommand::RunPayload(p) = &args.command {
-        return match run_payload_file(&args.global, &p.file).await {
+        return match run_payload_file(&args.global, &p.file, executor.as_ref()).await {
             Ok(code) => code,
             Err(error) => fail(output, &error),
         };
     }
-    match run_inner(args).await {
+    let result = match &executor {
+        Some(socket) => run_via(socket, &args).await,
+        None => run_inner(args).await,
+    };
+    match result {
         Ok(outcome) => {
             print_outcome(output, &outcome);
             ExitCode::SUCCESS
@@ -405,11 +414,32 @@ fn fail(output: Output, error: &ActionError) -> ExitCode {
     ExitCode::from(error.exit_code())
 }
 
+/// The executor to send actions to: $RUNWAY_KUBE_EXECUTOR in a runner pod
+/// that has one, unless a kubeconfig or context is named (running
+/// elsewhere, with credentials of one's own).
+fn executor_of(global: &Global) -> Option<ExecutorSocket> {
+    if global.kubeconfig.is_some() || global.context.is_some() {
+        return None;
+    }
+    ExecutorSocket::from_env()
+}
+
+/// One action through the executor beside the job. The arguments are
+/// checked here first (exit 2 without a round trip); the allowlist is the
+/// executor's.
+async fn run_via(socket: &ExecutorSocket, args: &KubeArgs) -> Result<Outcome, ActionError> {
+    let action = action_of(&args.command, &args.global)?;
+    socket
+        .execute(&action, &AuditContext::from_env("cli"))
+        .await
+}
+
 /// Runs a payload file: prints the report (JSON) and exits with the
 /// highest exit code of its actions.
 async fn run_payload_file(
     global: &Global,
     file: &std::path::Path,
+    executor: Option<&ExecutorSocket>,
 ) -> Result<ExitCode, ActionError> {
     let bytes = if file.as_os_str() == "-" {
         let mut buf = Vec::new();
@@ -423,6 +453,10 @@ async fn run_payload_file(
     };
     let payload = super::payload::Payload::from_json(&bytes)
         .map_err(|e| ActionError::BadInput(format!("{}: {e}", file.display())))?;
+    if let Some(socket) = executor {
+        let report = socket.run_payload(bytes, global.timeout).await?;
+        return Ok(print_report(&report));
+    }
     let allowlist = Allowlist::load(global.allowlist.as_deref())?;
     let client =
         super::client::client(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
@@ -431,11 +465,15 @@ async fn run_payload_file(
     let executor = Executor::new(client, allowlist, audit);
     let report =
         super::run_payload::run_payload(&executor, &store, &payload, chrono::Utc::now()).await;
+    Ok(print_report(&report))
+}
+
+fn print_report(report: &super::run_payload::PayloadReport) -> ExitCode {
     println!(
         "{}",
-        serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".into())
+        serde_json::to_string_pretty(report).unwrap_or_else(|_| "{}".into())
     );
-    Ok(ExitCode::from(report.exit_code()))
+    ExitCode::from(report.exit_code())
 }
 
 async fn run_inner(args: KubeArgs) -> Result<Outcome, ActionError> {

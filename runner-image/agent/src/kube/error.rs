@@ -34,6 +34,10 @@ pub enum ActionError {
     Unreachable { action: String, message: String },
     #[error("timed out after {seconds}s: {what}")]
     Timeout { seconds: u64, what: String },
+    /// The executor beside the job (`runway serve --local`) did not run the
+    /// action or it failed there: the executor's own words and exit code.
+    #[error("{}", .0.error)]
+    Executor(super::wire::Failure),
 }
 
 impl ActionError {
@@ -44,6 +48,7 @@ impl ActionError {
             ActionError::Denied(_) | ActionError::Policy(_) => 3,
             ActionError::Refused { .. } | ActionError::Unreachable { .. } => 4,
             ActionError::Timeout { .. } => 5,
+            ActionError::Executor(failure) => super::wire::exit_code_of(failure),
         }
     }
 
@@ -74,6 +79,14 @@ impl ActionError {
             ActionError::Refused { .. } => "refused",
             ActionError::Unreachable { .. } => "unreachable",
             ActionError::Timeout { .. } => "timeout",
+            ActionError::Executor(failure) => match failure.reason.as_str() {
+                "bad_input" => "bad_input",
+                "denied" => "denied",
+                "policy" => "policy",
+                "refused" => "refused",
+                "timeout" => "timeout",
+                _ => "unreachable",
+            },
         }
     }
 }

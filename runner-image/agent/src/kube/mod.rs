@@ -7,7 +7,9 @@
 //! - [`exec`]: runs an action against the API server.
 //! - [`payload`]: the Datadog cluster agent's payload format.
 //! - [`state`]: exactly-once for payload actions, in a ConfigMap.
-//! - [`cli`]: `runway kube ...`.
+//! - [`cli`]: `runway kube ...`; [`via_executor`]: the same sent to the
+//!   executor beside the job, in runner pods that have one; [`wire`]: what
+//!   the two say to each other.
 
 pub mod action;
 pub mod allowlist;
@@ -21,3 +23,5 @@ pub mod payload;
 pub mod rbac;
 pub mod run_payload;
 pub mod state;
+pub mod via_executor;
+pub mod wire;

@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod credentials;
 pub mod http;
+pub mod local;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -47,6 +48,16 @@ const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/servicea
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// Serve job steps of this runner pod on a Unix socket instead (the
+    /// executor beside the job; see `runway kube --help`): no TCP port, no
+    /// authentication (the socket's volume is the boundary), no Lease, claims
+    /// in ConfigMap runway-kubeactions-state-jobs.
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        conflicts_with_all = ["port", "listen", "token_file", "jwt_public_key", "lease"]
+    )]
+    pub local: Option<PathBuf>,
     /// Port to listen on, on all interfaces; 0 picks a free port (the
     /// address is printed on stderr at start).
     #[arg(long, default_value_t = DEFAULT_PORT, conflicts_with = "listen")]
@@ -110,6 +121,12 @@ pub enum ServeError {
     },
     #[error("the HTTP server failed: {0}")]
     Server(#[source] std::io::Error),
+    #[error("cannot serve on the socket {path} (--local): {source}")]
+    Socket {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ServeError {
@@ -150,6 +167,9 @@ pub fn lease_timing(seconds: f64) -> Result<(Duration, Duration, Duration), Serv
 }
 
 async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    if let Some(socket) = &args.local {
+        return local::serve(&args, socket).await;
+    }
     // Settings first, so that a mistake exits 2 before anything connects.
     let credentials = Credentials::load(&Settings {
         token_file: args.token_file.clone(),

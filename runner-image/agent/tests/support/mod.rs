@@ -27,8 +27,22 @@ const APPLIED: [&str; 6] = [
     "ClusterRoleBinding",
 ];
 
+/// How `runway kube` reaches Kubernetes in a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The CLI itself, with the runners' ServiceAccount token in a kubeconfig.
+    Direct,
+    /// The executor beside the job (`runway serve --local`), which holds the
+    /// token; the CLI has only $RUNWAY_KUBE_EXECUTOR, as in a runner pod.
+    Executor,
+}
+
 pub struct Setup {
     pub ns: TestNamespace,
+    pub via: Via,
+    /// The executors (live and offline) when `via` is [`Via::Executor`];
+    /// killed when the setup is dropped.
+    executors: Vec<tokio::process::Child>,
     pub dir: PathBuf,
     /// A kubeconfig with the runner ServiceAccount's token.
     pub kubeconfig: PathBuf,
@@ -81,6 +95,57 @@ impl Setup {
     /// namespace.
     pub async fn new(values: Value) -> Setup {
         Self::in_namespace(runway_sandbox::test_namespace().await, values).await
+    }
+
+    /// [`Setup::new`], with `runway kube` going the way `via` says.
+    pub async fn via(values: Value, via: Via) -> Setup {
+        let mut setup = Self::new(values).await;
+        if via == Via::Executor {
+            let live = setup
+                .start_executor("kube.sock", &setup.kubeconfig.clone())
+                .await;
+            let offline = setup
+                .start_executor("offline.sock", &setup.dead_kubeconfig.clone())
+                .await;
+            setup.executors = vec![live, offline];
+            setup.via = Via::Executor;
+        }
+        setup
+    }
+
+    /// `runway serve --local <dir>/<socket>` with `kubeconfig` standing in
+    /// for the pod's ServiceAccount token; its stderr (the audit lines) in
+    /// `<dir>/<socket>.log`.
+    async fn start_executor(&self, socket: &str, kubeconfig: &Path) -> tokio::process::Child {
+        let path = self.dir.join(socket);
+        let log = std::fs::File::create(self.dir.join(format!("{socket}.log"))).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+            .arg("serve")
+            .arg("--local")
+            .arg(&path)
+            .arg("--allowlist")
+            .arg(&self.allowlist)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUNWAY_NAMESPACE", self.name())
+            .env("RUNWAY_RUNNER_NAME", "rs-runner-x")
+            .env_remove("RUNWAY_KUBE_ALLOWLIST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("runway serve --local starts");
+        runway_sandbox::wait::until("the executor's socket", Duration::from_secs(30), || async {
+            path.exists().then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        child
+    }
+
+    /// What the live executor logged (its audit lines), empty without one.
+    pub fn executor_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kube.sock.log")).unwrap_or_default()
     }
 
     /// [`Setup::new`] on the sandbox with a real node: pods run for real.
@@ -162,6 +227,8 @@ impl Setup {
             .expect("ServiceAccount client");
         Setup {
             ns,
+            via: Via::Direct,
+            executors: Vec::new(),
             dir,
             kubeconfig,
             dead_kubeconfig,
@@ -209,13 +276,28 @@ impl Setup {
 
     async fn kube_with(&self, kubeconfig: &Path, args: &[&str]) -> Run {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runway"));
+        command.arg("kube").args(args);
+        match self.via {
+            Via::Direct => {
+                command
+                    .arg("--kubeconfig")
+                    .arg(kubeconfig)
+                    .arg("--allowlist")
+                    .arg(&self.allowlist)
+                    .env_remove("RUNWAY_KUBE_EXECUTOR");
+            }
+            Via::Executor => {
+                // As in a runner pod: no credential and no allowlist of its
+                // own, only the executor's socket.
+                let socket = if kubeconfig == self.kubeconfig {
+                    "kube.sock"
+                } else {
+                    "offline.sock"
+                };
+                command.env("RUNWAY_KUBE_EXECUTOR", self.dir.join(socket));
+            }
+        }
         command
-            .arg("kube")
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .arg("--allowlist")
-            .arg(&self.allowlist)
             .env_remove("KUBECONFIG")
             .env_remove("RUNWAY_KUBE_ALLOWLIST")
             .env("GITHUB_REPOSITORY", "acme-corp/app")

@@ -73,6 +73,21 @@ impl Executor {
         }
     }
 
+    /// The same executor, audited with `audit` (the executor beside a job
+    /// labels each request with the job that sent it).
+    pub fn with_audit(&self, audit: AuditContext) -> Executor {
+        Executor {
+            client: self.client.clone(),
+            allowlist: self.allowlist.clone(),
+            audit: Arc::new(audit),
+        }
+    }
+
+    /// The audit context actions are labelled with.
+    pub fn audit(&self) -> &AuditContext {
+        &self.audit
+    }
+
     /// Runs `action`: validation, allowlist, Kubernetes, audit.
     pub async fn execute(&self, action: &Action) -> Result<Outcome, ActionError> {
         validate(action)?;

@@ -1,6 +1,8 @@
 //! Exactly-once for payload actions: one record per (id, version) in the
 //! ConfigMap `runway-kubeactions-state` of the executor's own namespace
-//! (KUBE-ACTIONS.md "Exactly once").
+//! (KUBE-ACTIONS.md "Exactly once"); the executors beside jobs keep theirs in
+//! `runway-kubeactions-state-jobs`, so that the runners' ServiceAccount never
+//! writes the standalone server's claims.
 //!
 //! Every change is read-decide-write: read the ConfigMap, let [`decide`]
 //! choose from its data, then `replace` it carrying the `resourceVersion`
@@ -25,6 +27,10 @@ pub use decide::{Existing, Intent, Record, Status};
 
 /// The ConfigMap holding the records.
 pub const STATE_CONFIGMAP: &str = "runway-kubeactions-state";
+/// The ConfigMap of the executors beside jobs (`runway serve --local`): the
+/// runners' ServiceAccount may write this one, never [`STATE_CONFIGMAP`],
+/// which only the standalone server's own ServiceAccount writes.
+pub const JOBS_STATE_CONFIGMAP: &str = "runway-kubeactions-state-jobs";
 /// Overrides the namespace the ConfigMap lives in.
 pub const NAMESPACE_ENV: &str = "RUNWAY_NAMESPACE";
 /// Names this process in claims (`claimedBy`); defaults to pod name and pid.
@@ -38,23 +44,29 @@ const MAX_ATTEMPTS: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(
-        "cannot {op} the ConfigMap {namespace}/{STATE_CONFIGMAP}: {source} (the ServiceAccount needs get, create and update on configmaps there; set {NAMESPACE_ENV} to use another namespace)"
+        "cannot {op} the ConfigMap {namespace}/{name}: {source} (the ServiceAccount needs get, create and update on configmaps there; set {NAMESPACE_ENV} to use another namespace)"
     )]
     Api {
         op: &'static str,
         namespace: String,
+        name: &'static str,
         #[source]
         source: kube::Error,
     },
     #[error(
-        "gave up writing the ConfigMap {namespace}/{STATE_CONFIGMAP} after {attempts} conflicting writes; is something else rewriting it?"
+        "gave up writing the ConfigMap {namespace}/{name} after {attempts} conflicting writes; is something else rewriting it?"
     )]
-    Contended { namespace: String, attempts: usize },
+    Contended {
+        namespace: String,
+        name: &'static str,
+        attempts: usize,
+    },
     #[error(
-        "the ConfigMap {namespace}/{STATE_CONFIGMAP} would hold {bytes} bytes of records after dropping those older than 24 h, over the {limit}-byte limit; too many actions in a day, nothing more can be recorded (so nothing runs) until records age out"
+        "the ConfigMap {namespace}/{name} would hold {bytes} bytes of records after dropping those older than 24 h, over the {limit}-byte limit; too many actions in a day, nothing more can be recorded (so nothing runs) until records age out"
     )]
     Full {
         namespace: String,
+        name: &'static str,
         bytes: usize,
         limit: usize,
     },
@@ -84,6 +96,8 @@ enum Change<T> {
 pub struct StateStore {
     api: Api<ConfigMap>,
     namespace: String,
+    /// The ConfigMap's name: [`STATE_CONFIGMAP`] unless set otherwise.
+    name: &'static str,
     holder: String,
     /// One read-decide-write at a time in this process (shared by clones):
     /// a process racing itself only burns conflicts. Other processes still
@@ -97,6 +111,7 @@ impl StateStore {
         StateStore {
             api: Api::namespaced(client, &namespace),
             namespace,
+            name: STATE_CONFIGMAP,
             holder: holder.into(),
             writes: Default::default(),
         }
@@ -117,6 +132,16 @@ impl StateStore {
 
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The same store in the ConfigMap `name` (e.g. [`JOBS_STATE_CONFIGMAP`]).
+    pub fn in_configmap(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    pub fn configmap(&self) -> &'static str {
+        self.name
     }
 
     pub fn holder(&self) -> &str {
@@ -193,7 +218,7 @@ impl StateStore {
 
     async fn read(&self) -> Result<Option<ConfigMap>, StateError> {
         self.api
-            .get_opt(STATE_CONFIGMAP)
+            .get_opt(self.name)
             .await
             .map_err(|source| self.api_error("read", source))
     }
@@ -227,6 +252,7 @@ impl StateStore {
             if bytes > decide::MAX_DATA_BYTES {
                 return Err(StateError::Full {
                     namespace: self.namespace.clone(),
+                    name: self.name,
                     bytes,
                     limit: decide::MAX_DATA_BYTES,
                 });
@@ -237,13 +263,13 @@ impl StateStore {
                     // refuses this replace if anyone wrote in between.
                     cm.data = Some(data);
                     self.api
-                        .replace(STATE_CONFIGMAP, &PostParams::default(), &cm)
+                        .replace(self.name, &PostParams::default(), &cm)
                         .await
                 }
                 None => {
                     let cm = ConfigMap {
                         metadata: ObjectMeta {
-                            name: Some(STATE_CONFIGMAP.to_string()),
+                            name: Some(self.name.to_string()),
                             labels: Some(BTreeMap::from([(
                                 "app.kubernetes.io/managed-by".to_string(),
                                 "runway".to_string(),
@@ -264,6 +290,7 @@ impl StateStore {
         }
         Err(StateError::Contended {
             namespace: self.namespace.clone(),
+            name: self.name,
             attempts: MAX_ATTEMPTS,
         })
     }
@@ -272,6 +299,7 @@ impl StateStore {
         StateError::Api {
             op,
             namespace: self.namespace.clone(),
+            name: self.name,
             source,
         }
     }
