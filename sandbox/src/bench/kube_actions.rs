@@ -3,7 +3,11 @@
 //!
 //! - Cold CLI latency: [`CLI_RUNS`] runs of `runway kube get pods/<name> -n
 //!   <ns> -o json`, each timed from process start to exit (config loading,
-//!   TLS, one GET, JSON out): median and p90.
+//!   TLS, one GET, JSON out): p50, p90, p99. Twice, runs interleaved: the CLI
+//!   with the token itself (the baseline), and the CLI as a job step runs it
+//!   in a runner pod, sending to the executor beside the job (`runway serve
+//!   --local` on a Unix socket, holding the token); the difference is what
+//!   the boundary costs a job step.
 //! - `runway serve` throughput: N payloads of one distinct `get_pod` action
 //!   each, POSTed with a bearer token over keep-alive connections, first one
 //!   at a time, then [`CONCURRENCY`] at once. Every action is claimed and
@@ -34,7 +38,7 @@ use crate::stage::{StageError, create_namespace};
 use crate::{ClusterError, ControlPlane, paths};
 
 /// Runs of the cold CLI measurement.
-pub const CLI_RUNS: usize = 20;
+pub const CLI_RUNS: usize = 100;
 /// Requests in flight in the concurrent serve run.
 pub const CONCURRENCY: usize = 8;
 const SANDBOX: &str = "bench-kube-actions";
@@ -103,6 +107,8 @@ impl Throughput {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KubeActionsReport {
     pub cli_cold: CliCold,
+    /// The same CLI runs through the executor beside the job.
+    pub cli_executor: CliCold,
     pub sequential: Throughput,
     pub concurrent: Throughput,
 }
@@ -165,8 +171,11 @@ async fn run(runway_bin: &Path, actions: usize) -> Result<KubeActionsReport, Kub
     std::fs::write(&token, TOKEN).map_err(io("writing the token file"))?;
     let kubeconfig = plane.0.kubeconfig_path().to_path_buf();
 
-    eprintln!("measuring {CLI_RUNS} cold `runway kube get` runs");
-    let cli_cold = cli_cold(runway_bin, &kubeconfig, &allowlist).await;
+    eprintln!("measuring {CLI_RUNS} cold `runway kube get` runs, direct and through the executor");
+    let socket = files.join("executor.sock");
+    let executor = start_executor(runway_bin, &kubeconfig, &allowlist, &socket).await?;
+    let (cli_cold, cli_executor) = cli_runs(runway_bin, &kubeconfig, &allowlist, &socket).await;
+    drop(executor);
 
     let serve = ServeProcess::start(runway_bin, &kubeconfig, &allowlist, &token).await?;
     let http: HttpClient<HttpConnector, axum::body::Body> =
@@ -180,44 +189,123 @@ async fn run(runway_bin: &Path, actions: usize) -> Result<KubeActionsReport, Kub
     drop(plane);
     Ok(KubeActionsReport {
         cli_cold,
+        cli_executor,
         sequential,
         concurrent,
     })
 }
 
-async fn cli_cold(runway_bin: &Path, kubeconfig: &Path, allowlist: &Path) -> CliCold {
-    let mut latencies = Vec::with_capacity(CLI_RUNS);
+/// `runway serve --local <socket>` with the admin kubeconfig standing in
+/// for the runner pod's ServiceAccount token; killed when dropped.
+async fn start_executor(
+    bin: &Path,
+    kubeconfig: &Path,
+    allowlist: &Path,
+    socket: &Path,
+) -> Result<Child, KubeActionsError> {
+    let fail = |reason: String| KubeActionsError::ServeStart {
+        bin: bin.display().to_string(),
+        reason,
+        log: String::new(),
+    };
+    let child = Command::new(bin)
+        .args(["serve", "--namespace", NAMESPACE])
+        .arg("--local")
+        .arg(socket)
+        .arg("--allowlist")
+        .arg(allowlist)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    let started = Instant::now();
+    while !socket.exists() {
+        if started.elapsed() > STEP_TIMEOUT {
+            return Err(fail(format!(
+                "no socket {} within {STEP_TIMEOUT:?}",
+                socket.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(child)
+}
+
+/// [`CLI_RUNS`] cold runs each way, interleaved so that both see the same
+/// machine: (direct, through the executor).
+async fn cli_runs(
+    runway_bin: &Path,
+    kubeconfig: &Path,
+    allowlist: &Path,
+    socket: &Path,
+) -> (CliCold, CliCold) {
+    let mut direct = Ok(Vec::with_capacity(CLI_RUNS));
+    let mut via = Ok(Vec::with_capacity(CLI_RUNS));
     for _ in 0..CLI_RUNS {
-        let started = Instant::now();
-        let output = Command::new(runway_bin)
-            .args([
-                "kube",
-                "get",
-                &format!("pods/{TARGET_POD}"),
-                "-n",
-                NAMESPACE,
-            ])
-            .args(["-o", "json"])
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUNWAY_KUBE_ALLOWLIST", allowlist)
-            .stdin(Stdio::null())
-            .output()
-            .await;
-        let took = started.elapsed();
-        match output {
-            Ok(out) if out.status.success() => latencies.push(took),
-            Ok(out) => {
-                return CliCold::Unavailable(format!(
-                    "`runway kube get` exited {}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+        for (runs, through_executor) in [(&mut direct, false), (&mut via, true)] {
+            let Ok(latencies) = runs else { continue };
+            match cli_once(runway_bin, kubeconfig, allowlist, socket, through_executor).await {
+                Ok(took) => latencies.push(took),
+                Err(why) => *runs = Err(why),
             }
-            Err(e) => return CliCold::Unavailable(format!("cannot run {runway_bin:?}: {e}")),
         }
     }
-    latencies.sort();
-    CliCold::Measured(latencies)
+    let done = |runs: Result<Vec<Duration>, String>| match runs {
+        Ok(mut latencies) => {
+            latencies.sort();
+            CliCold::Measured(latencies)
+        }
+        Err(why) => CliCold::Unavailable(why),
+    };
+    (done(direct), done(via))
+}
+
+/// One `runway kube get`, timed from process start to exit.
+async fn cli_once(
+    runway_bin: &Path,
+    kubeconfig: &Path,
+    allowlist: &Path,
+    socket: &Path,
+    through_executor: bool,
+) -> Result<Duration, String> {
+    let mut command = Command::new(runway_bin);
+    command
+        .args([
+            "kube",
+            "get",
+            &format!("pods/{TARGET_POD}"),
+            "-n",
+            NAMESPACE,
+        ])
+        .args(["-o", "json"])
+        .stdin(Stdio::null());
+    if through_executor {
+        // As a job step has it: no credential, only the socket.
+        command
+            .env("RUNWAY_KUBE_EXECUTOR", socket)
+            .env_remove("KUBECONFIG")
+            .env_remove("RUNWAY_KUBE_ALLOWLIST");
+    } else {
+        command
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUNWAY_KUBE_ALLOWLIST", allowlist)
+            .env_remove("RUNWAY_KUBE_EXECUTOR");
+    }
+    let started = Instant::now();
+    let output = command.output().await;
+    let took = started.elapsed();
+    match output {
+        Ok(out) if out.status.success() => Ok(took),
+        Ok(out) => Err(format!(
+            "`runway kube get` exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run {runway_bin:?}: {e}")),
+    }
 }
 
 /// `runway serve` on a free local port; killed when dropped.
@@ -362,17 +450,55 @@ async fn throughput(
     Ok(out)
 }
 
+/// What going through the executor adds to a cold `runway kube get`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Added {
+    /// Executor minus direct, at each percentile (negative: faster).
+    pub p50_ms: i128,
+    pub p99_ms: i128,
+    pub p50_ratio: f64,
+    pub p99_ratio: f64,
+}
+
 impl KubeActionsReport {
+    /// The executor's cost, when both ways were measured.
+    pub fn executor_added(&self) -> Option<Added> {
+        let (CliCold::Measured(direct), CliCold::Measured(via)) =
+            (&self.cli_cold, &self.cli_executor)
+        else {
+            return None;
+        };
+        let at = |l: &[Duration], q: f64| percentile(l, q).as_secs_f64() * 1000.0;
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Some(Added {
+            p50_ms: at(via, 0.5).round() as i128 - at(direct, 0.5).round() as i128,
+            p99_ms: at(via, 0.99).round() as i128 - at(direct, 0.99).round() as i128,
+            p50_ratio: ratio(at(via, 0.5), at(direct, 0.5)),
+            p99_ratio: ratio(at(via, 0.99), at(direct, 0.99)),
+        })
+    }
+
     /// The one-line result.
     pub fn summary_line(&self) -> String {
-        let cli = match &self.cli_cold {
+        let cli = |name: &str, cold: &CliCold| match cold {
             CliCold::Measured(l) => format!(
-                "cli_cold_p50={}ms cli_cold_p90={}ms",
+                "{name}_p50={}ms {name}_p99={}ms",
                 percentile(l, 0.5).as_millis(),
-                percentile(l, 0.9).as_millis()
+                percentile(l, 0.99).as_millis()
             ),
-            CliCold::Unavailable(_) => "cli_cold=unavailable".to_string(),
+            CliCold::Unavailable(_) => format!("{name}=unavailable"),
         };
+        let mut cli = format!(
+            "{} {}",
+            cli("cli_direct", &self.cli_cold),
+            cli("cli_executor", &self.cli_executor)
+        );
+        if let Some(added) = self.executor_added() {
+            cli.push_str(&format!(
+                " executor_added_p50={}ms executor_added_p99={}ms",
+                added.p50_ms, added.p99_ms
+            ));
+        }
         format!(
             "bench kube-actions: actions={} {cli} serve_seq={:.1}/s serve_c{}={:.1}/s failed={}",
             self.sequential.actions,
@@ -394,17 +520,29 @@ impl KubeActionsReport {
             "bench kube-actions: {} payload actions per serve run, one throw-away control plane",
             self.sequential.actions
         ));
-        match &self.cli_cold {
-            CliCold::Measured(l) => line(format!(
-                "  `runway kube get` cold   p50 {} ms, p90 {} ms, max {} ms   ({} runs, process start to exit)",
-                percentile(l, 0.5).as_millis(),
-                percentile(l, 0.9).as_millis(),
-                percentile(l, 1.0).as_millis(),
-                l.len()
-            )),
-            CliCold::Unavailable(why) => {
-                line(format!("  `runway kube get` cold   not measured: {why}"))
+        for (name, cold) in [
+            ("direct (baseline)", &self.cli_cold),
+            ("through the executor", &self.cli_executor),
+        ] {
+            match cold {
+                CliCold::Measured(l) => line(format!(
+                    "  `runway kube get` {name:<21} p50 {} ms, p90 {} ms, p99 {} ms, max {} ms   ({} runs, process start to exit)",
+                    percentile(l, 0.5).as_millis(),
+                    percentile(l, 0.9).as_millis(),
+                    percentile(l, 0.99).as_millis(),
+                    percentile(l, 1.0).as_millis(),
+                    l.len()
+                )),
+                CliCold::Unavailable(why) => line(format!(
+                    "  `runway kube get` {name:<21} not measured: {why}"
+                )),
             }
+        }
+        if let Some(added) = self.executor_added() {
+            line(format!(
+                "  the executor adds       p50 {} ms, p99 {} ms   (ratio to direct: p50 {:.2}x, p99 {:.2}x)",
+                added.p50_ms, added.p99_ms, added.p50_ratio, added.p99_ratio
+            ));
         }
         for (name, t) in [
             ("serve, one at a time", &self.sequential),
@@ -439,6 +577,10 @@ mod tests {
 
     fn report(cli: CliCold) -> KubeActionsReport {
         KubeActionsReport {
+            cli_executor: match &cli {
+                CliCold::Measured(l) => CliCold::Measured(l.iter().map(|d| *d + ms(5)).collect()),
+                other => other.clone(),
+            },
             cli_cold: cli,
             sequential: Throughput {
                 concurrency: 1,
@@ -461,10 +603,10 @@ mod tests {
 
     #[test]
     fn the_summary_line_has_every_number() {
-        let r = report(CliCold::Measured((1..=20).map(|i| ms(i * 10)).collect()));
+        let r = report(CliCold::Measured((1..=100).map(|i| ms(i * 10)).collect()));
         assert_eq!(
             r.summary_line(),
-            "bench kube-actions: actions=100 cli_cold_p50=100ms cli_cold_p90=180ms serve_seq=25.0/s serve_c8=50.0/s failed=1"
+            "bench kube-actions: actions=100 cli_direct_p50=500ms cli_direct_p99=990ms cli_executor_p50=505ms cli_executor_p99=995ms executor_added_p50=5ms executor_added_p99=5ms serve_seq=25.0/s serve_c8=50.0/s failed=1"
         );
         let rendered = r.render();
         assert!(
@@ -477,7 +619,9 @@ mod tests {
     #[test]
     fn an_unavailable_cli_is_reported_not_hidden() {
         let r = report(CliCold::Unavailable("exited 2".into()));
-        assert!(r.summary_line().contains("cli_cold=unavailable"));
+        assert!(r.summary_line().contains("cli_direct=unavailable"));
+        assert!(r.summary_line().contains("cli_executor=unavailable"));
+        assert!(!r.summary_line().contains("executor_added"));
         assert!(r.render().contains("not measured: exited 2"));
     }
 
