@@ -829,3 +829,70 @@ async fn custom_objects_take_their_kind_at_call_time_and_rbac_from_kubernetes_pe
     );
     s.cleanup().await;
 }
+
+/// `run-payload` in a job step goes to the executor too: it runs each
+/// action once, with its claims in the executors' ConfigMap
+/// (`runway-kubeactions-state-jobs`), never in the standalone server's.
+#[tokio::test]
+async fn run_payload_through_the_executor_runs_once_with_claims_of_its_own() {
+    let s = Setup::via(
+        json!({"kubernetesActions": {"pods": ["get", "delete"]}}),
+        Via::Executor,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(s.admin(), s.name());
+    pods.create(&PostParams::default(), &pod("victim", json!({"app": "v"})))
+        .await
+        .unwrap();
+    let file = s.dir.join("payload.json");
+    let now = chrono::Utc::now().timestamp();
+    std::fs::write(
+        &file,
+        json!({"actions": [{
+            "metadata": {"id": "job-payload-1", "version": 1},
+            "action_type": "delete_pod",
+            "resource": {"api_version": "v1", "kind": "Pod", "namespace": s.name(), "name": "victim"},
+            "timestamp": {"seconds": now, "nanos": 0},
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let first = s.kube(&["run-payload", path]).await;
+    let report: Value = serde_json::from_str(first.ok()).unwrap();
+    assert_eq!(report["results"][0]["status"], "succeeded", "{report}");
+    wait_gone(&pods, "victim").await;
+    // Recreated: a second execution would delete it again.
+    pods.create(&PostParams::default(), &pod("victim", json!({"app": "v"})))
+        .await
+        .unwrap();
+    let second = s.kube(&["run-payload", path]).await;
+    let report: Value = serde_json::from_str(second.ok()).unwrap();
+    assert_eq!(report["results"][0]["status"], "skipped", "{report}");
+    assert!(pods.get_opt("victim").await.unwrap().is_some());
+
+    let configmaps: Api<ConfigMap> = Api::namespaced(s.admin(), s.name());
+    let jobs = configmaps
+        .get("runway-kubeactions-state-jobs")
+        .await
+        .expect("the executors' state ConfigMap");
+    assert!(
+        format!("{:?}", jobs.data).contains("job-payload-1"),
+        "{:?}",
+        jobs.data
+    );
+    assert!(
+        configmaps
+            .get_opt("runway-kubeactions-state")
+            .await
+            .unwrap()
+            .is_none(),
+        "the standalone server's ConfigMap is not the executors'"
+    );
+}
+
+async fn wait_gone(pods: &Api<Pod>, name: &str) {
+    runway_sandbox::wait::gone(pods, name, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
