@@ -37,13 +37,13 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::json;
 
-use super::{SERVICE_ACCOUNT_NAMESPACE, ServeArgs, ServeError, terminated};
+use super::{ServeArgs, ServeError, terminated};
 use crate::kube::allowlist::Allowlist;
 use crate::kube::audit::AuditContext;
 use crate::kube::exec::Executor;
 use crate::kube::payload::{Payload, PayloadError};
 use crate::kube::run_payload::run_payload;
-use crate::kube::state::{JOBS_STATE_CONFIGMAP, StateStore, choose_namespace, default_holder};
+use crate::kube::state::{JOBS_STATE_CONFIGMAP, StateStore, default_holder};
 use crate::kube::wire::{self, Failure, MAX_MESSAGE, Reply};
 
 /// The audit `source` of actions run here.
@@ -56,14 +56,7 @@ struct Local {
 
 pub(super) async fn serve(args: &ServeArgs, socket: &Path) -> Result<(), ServeError> {
     let allowlist = Allowlist::load(args.allowlist.as_deref())?;
-    let client = crate::kube::client::client(None, None)
-        .await
-        .map_err(ServeError::Kube)?;
-    let namespace = choose_namespace(
-        args.namespace.clone(),
-        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok(),
-        client.default_namespace(),
-    );
+    let (client, namespace) = super::client_and_namespace(args).await?;
     let identity = args.identity.clone().unwrap_or_else(default_holder);
     let mut audit = AuditContext::from_env(SOURCE);
     // The job's fields come with each request; this process's environment

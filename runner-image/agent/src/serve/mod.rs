@@ -179,14 +179,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     })?;
     let allowlist = Allowlist::load(args.allowlist.as_deref())?;
     let timing = lease_timing(args.lease_duration)?;
-    let client = crate::kube::client::client(None, None)
-        .await
-        .map_err(ServeError::Kube)?;
-    let namespace = choose_namespace(
-        args.namespace.clone(),
-        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok(),
-        client.default_namespace(),
-    );
+    let (client, namespace) = client_and_namespace(&args).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::default());
 
@@ -265,6 +258,21 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     served.map_err(ServeError::Server)?;
     campaigned.map_err(ServeError::Lease)
+}
+
+/// The Kubernetes client (the pod's ServiceAccount, or $KUBECONFIG) and the
+/// namespace of the state ConfigMap and Lease: --namespace /
+/// $RUNWAY_NAMESPACE, else the pod's own, else the kubeconfig's.
+async fn client_and_namespace(args: &ServeArgs) -> Result<(kube::Client, String), ServeError> {
+    let client = crate::kube::client::client(None, None)
+        .await
+        .map_err(ServeError::Kube)?;
+    let namespace = choose_namespace(
+        args.namespace.clone(),
+        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok(),
+        client.default_namespace(),
+    );
+    Ok((client, namespace))
 }
 
 /// Campaigns for the Lease until `stop`, again after each loss; publishes
