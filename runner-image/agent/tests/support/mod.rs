@@ -29,6 +29,8 @@ const APPLIED: [&str; 6] = [
 
 pub struct Setup {
     pub ns: TestNamespace,
+    /// The release namespace, when it is not `ns` (see [`needs_home`]).
+    pub home: Option<TestNamespace>,
     pub dir: PathBuf,
     /// A kubeconfig with the runner ServiceAccount's token.
     pub kubeconfig: PathBuf,
@@ -80,18 +82,36 @@ impl Setup {
     /// `kubernetesActions`, `roleType`, ...) applied, the release in this
     /// namespace.
     pub async fn new(values: Value) -> Setup {
-        Self::in_namespace(runway_sandbox::test_namespace().await, values).await
+        let home = if needs_home(&values) {
+            Some(runway_sandbox::test_namespace().await)
+        } else {
+            None
+        };
+        Self::in_namespace(runway_sandbox::test_namespace().await, home, values).await
     }
 
     /// [`Setup::new`] on the sandbox with a real node: pods run for real.
     #[allow(dead_code)]
     pub async fn on_node(values: Value) -> Setup {
-        Self::in_namespace(runway_sandbox::node_test_namespace().await, values).await
+        let home = if needs_home(&values) {
+            Some(runway_sandbox::node_test_namespace().await)
+        } else {
+            None
+        };
+        Self::in_namespace(runway_sandbox::node_test_namespace().await, home, values).await
     }
 
-    async fn in_namespace(ns: runway_sandbox::TestNamespace, values: Value) -> Setup {
+    async fn in_namespace(
+        ns: runway_sandbox::TestNamespace,
+        home: Option<runway_sandbox::TestNamespace>,
+        mut values: Value,
+    ) -> Setup {
         let admin = ns.client();
-        let objects = render(ns.name(), values);
+        let release_ns = home.as_ref().unwrap_or(&ns).name().to_string();
+        if home.is_some() {
+            values["kubernetesActionsNamespaces"] = json!([ns.name()]);
+        }
+        let objects = render(&release_ns, values);
         let mut allowlist_text = None;
         let mut service_account = None;
         let mut cluster_objects = Vec::new();
@@ -121,7 +141,7 @@ impl Setup {
                     Api::all_with(admin.clone(), &ar)
                 }
                 _ => {
-                    let target = obj.namespace().unwrap_or_else(|| ns.name().to_string());
+                    let target = obj.namespace().unwrap_or_else(|| release_ns.clone());
                     Api::namespaced_with(admin.clone(), &target, &ar)
                 }
             };
@@ -138,7 +158,7 @@ impl Setup {
         std::fs::write(&allowlist, allowlist_text).unwrap();
         let token = ns
             .plane()
-            .service_account_token(ns.name(), &service_account)
+            .service_account_token(&release_ns, &service_account)
             .await
             .expect("a token for the runners' ServiceAccount");
         let kubeconfig = dir.join("kubeconfig");
@@ -162,6 +182,7 @@ impl Setup {
             .expect("ServiceAccount client");
         Setup {
             ns,
+            home,
             dir,
             kubeconfig,
             dead_kubeconfig,
@@ -248,6 +269,18 @@ impl Setup {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The chart refuses Secret access where the scale set's own Secrets live
+/// (the release namespace): values with `kubernetesActions.secrets` and no
+/// namespaces of their own get the release in a namespace apart and the
+/// actions in the test namespace, as a real install must be configured.
+fn needs_home(values: &Value) -> bool {
+    values
+        .pointer("/kubernetesActions/secrets")
+        .and_then(Value::as_array)
+        .is_some_and(|verbs| !verbs.is_empty())
+        && values.get("kubernetesActionsNamespaces").is_none()
 }
 
 #[derive(Debug)]
