@@ -280,4 +280,51 @@ async fn installed_rbac_grants_exactly_the_allowlist_and_the_token_survives_upgr
     );
 
     helm("uninstall", home.name(), &Value::Null, &kubeconfig).await;
+    // helm.sh/resource-policy: keep: the records outlive the release.
+    let kept = admin_maps.get(JOBS_STATE).await.expect("kept on uninstall");
+    assert_eq!(records(kept), ["j1.v1"]);
+}
+
+/// State ConfigMaps that an earlier Runway created (no Helm ownership)
+/// exist before the install: the chart leaves them to their owner rather
+/// than failing the install on them, and their records stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_config_maps_created_before_the_chart_are_left_alone() {
+    let home = test_namespace().await;
+    let admin = home.client();
+    let kubeconfig = home.plane().kubeconfig_path().to_path_buf();
+    apply_runner_scale_set_crd(&admin).await;
+    let maps = home.api::<ConfigMap>();
+    for name in [STATE, JOBS_STATE] {
+        let earlier = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            data: Some([("old.v1".to_string(), "{}".to_string())].into()),
+            ..Default::default()
+        };
+        maps.create(&PostParams::default(), &earlier)
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+    }
+    let values = with(json!({
+        "kubernetesActions": {
+            "pods": ["get"],
+            "server": { "enabled": true, "image": { "repository": "ghcr.io/acme/runway", "tag": "1" } },
+        },
+    }));
+    let installed = helm("install", home.name(), &values, &kubeconfig).await;
+    assert_eq!(installed.status, "deployed");
+    let upgraded = helm("upgrade", home.name(), &values, &kubeconfig).await;
+    assert_eq!(upgraded.status, "deployed");
+    for name in [STATE, JOBS_STATE] {
+        let cm = maps.get(name).await.unwrap();
+        assert_eq!(
+            cm.data.unwrap_or_default().into_keys().collect::<Vec<_>>(),
+            ["old.v1"],
+            "{name} keeps its records"
+        );
+    }
+    helm("uninstall", home.name(), &Value::Null, &kubeconfig).await;
 }
