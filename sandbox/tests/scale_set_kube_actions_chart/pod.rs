@@ -56,7 +56,14 @@ fn lints_clean_with_everything_set() {
             "pods": ["get", "list", "delete", "logs"],
             "deployments": ["get", "restart", "rollback", "scale"],
             "customObjects": ["get"],
-            "server": { "enabled": true, "replicas": 2 },
+            "secrets": ["get"],
+            "server": {
+                "enabled": true,
+                "replicas": 2,
+                "tls": { "secretName": "serve-tls" },
+                "networkPolicy": { "enabled": true, "from": [{ "podSelector": { "matchLabels": { "app": "dispatcher" } } }] },
+            },
+            "executor": { "image": { "repository": "ghcr.io/acme/runway" }, "resources": {} },
         },
         "kubernetesPermissions": [
             { "apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get"] },
