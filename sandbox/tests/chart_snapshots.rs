@@ -118,6 +118,31 @@ fn scale_set_arc_server_tls() {
     );
 }
 
+/// Kubernetes actions: the allowlist, the RBAC of the runners, the state
+/// ConfigMaps and Roles, and the executor named in `spec.kubeActions`. (The
+/// `runway serve` Deployment is left out: its token Secret is random.)
+#[test]
+fn scale_set_kube_actions() {
+    scale_set(
+        "scale-set-kube-actions",
+        json!({
+            "githubConfigUrl": "https://github.com/acme-corp",
+            "githubConfigSecret": "github-credentials",
+            "kubernetesActions": {
+                "pods": ["get", "list", "logs"],
+                "deployments": ["get", "restart", "scale"],
+                "secrets": ["get"],
+                "executor": {
+                    "image": { "repository": "ghcr.io/acme/runway", "tag": "1.4.0" },
+                    "resources": { "limits": { "memory": "64Mi" } },
+                },
+            },
+            "kubernetesActionsNamespaces": ["app-staging"],
+            "kubernetesActionsProtectedNamespaces": ["prod-db"],
+        }),
+    );
+}
+
 #[test]
 fn scale_set_example_arc_migration() {
     scale_set("scale-set-arc-migration", example("arc-migration"));

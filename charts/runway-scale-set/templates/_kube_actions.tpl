@@ -125,15 +125,76 @@ table of rbac.rs. Call with (dict "loc" <catalog entry> "verb" "get").
 {{- define "runway-scale-set.kubeActions.enabled" -}}
 {{- $any := false }}
 {{- range $k, $_ := (.Values.kubernetesActions | default dict) }}
-{{- if ne $k "server" }}{{ $any = true }}{{ end }}
+{{- if not (has $k (list "server" "executor")) }}{{ $any = true }}{{ end }}
 {{- end }}
 {{- if $any }}true{{ end }}
+{{- end }}
+
+{{/*
+RunnerScaleSet spec.kubeActions (CONTRACT-14): the executor container the
+controller adds to runner pods, from kubernetesActions.executor. No image:
+the controller uses the runner container's.
+*/}}
+{{- define "runway-scale-set.kubeActions.executorSpec" -}}
+{{- $ka := .Values.kubernetesActions | default dict }}
+{{- $executor := $ka.executor | default dict }}
+{{- $image := $executor.image | default dict }}
+allowlistConfigMap: {{ printf "%s-kube-actions" (include "runway-scale-set.fullname" .) | quote }}
+{{- if $image.repository }}
+image: {{ printf "%s:%s" $image.repository (include "runway-scale-set.string" ($image.tag | default .Chart.AppVersion)) | quote }}
+{{- end }}
+{{- with $image.pullPolicy }}
+imagePullPolicy: {{ . }}
+{{- end }}
+{{- with $executor.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* kubernetesActions.server, or an empty dict. */}}
 {{- define "runway-scale-set.kubeActions.server" -}}
 {{- $ka := .Values.kubernetesActions | default dict }}
 {{- toYaml ($ka.server | default dict) }}
+{{- end }}
+
+{{/*
+Refuses values that would hand a job the scale set's own credentials or
+more than the values name (issue 14, point 2). The scope the actions' RBAC
+is bound in: kubernetesActionsNamespaces when listed, else the release
+namespace (Role) or every namespace (ClusterRole). The release namespace
+holds githubConfigSecret and the runners' JIT Secrets, so no Secret access
+may be bound there. Call with (dict "ns" "roleType" "listed" "protected"
+"actions" "permissions"); renders nothing.
+*/}}
+{{- define "runway-scale-set.kubeActions.refuseOverreach" -}}
+{{- $ns := .ns }}
+{{- $releaseInScope := or (not .listed) (has $ns .listed) }}
+{{- $where := ternary (printf "kubernetesActionsNamespaces lists the release namespace %s" $ns) (ternary (printf "roleType ClusterRole without kubernetesActionsNamespaces binds the RBAC in every namespace, %s included" $ns) (printf "roleType Role without kubernetesActionsNamespaces binds the RBAC in the release namespace %s" $ns) (eq .roleType "ClusterRole")) (not (not .listed)) }}
+{{- $secretsFix := printf "the scale set's GitHub credentials (githubConfigSecret) and the runners' JIT Secrets live there and a job could read them; list the namespaces jobs may act in under kubernetesActionsNamespaces, leaving %s out" $ns }}
+{{- if and $releaseInScope (get .actions "secrets") }}
+{{- fail (printf "kubernetesActions.secrets: Secret access is refused in the release namespace (%s): %s" $where $secretsFix) }}
+{{- end }}
+{{- range $i, $rule := .permissions }}
+{{- $key := printf "kubernetesPermissions[%d]" $i }}
+{{- range $verb := ($rule.verbs | default list) }}
+{{- if has (toString $verb) (list "*" "escalate" "bind" "impersonate") }}
+{{- fail (printf "%s.verbs: `%s` is refused: it would let a job grant itself (or act as) more than the values name; list the verbs the custom objects need (get, list, watch, create, update, patch, delete)" $key (toString $verb)) }}
+{{- end }}
+{{- end }}
+{{- if has "*" ($rule.apiGroups | default list) }}
+{{- fail (printf "%s.apiGroups: `*` is refused: it reaches every API group, present and future; name the API groups of the custom objects (e.g. argoproj.io)" $key) }}
+{{- end }}
+{{- if has "*" ($rule.resources | default list) }}
+{{- fail (printf "%s.resources: `*` is refused: it reaches every resource of the group, Secrets included; name the resources (e.g. rollouts)" $key) }}
+{{- end }}
+{{- if and $releaseInScope (has "" ($rule.apiGroups | default list)) (has "secrets" ($rule.resources | default list)) }}
+{{- fail (printf "%s.resources: secrets are refused in the release namespace (%s): %s" $key $where $secretsFix) }}
+{{- end }}
+{{- end }}
+{{- if and (eq .roleType "ClusterRole") (not .listed) .protected }}
+{{- fail (printf "kubernetesActionsProtectedNamespaces: with roleType ClusterRole and no kubernetesActionsNamespaces the RBAC is bound cluster-wide, so it reaches %s too; list the namespaces jobs may act in under kubernetesActionsNamespaces instead (the RBAC is then bound in each), or use roleType Role" (join ", " .protected)) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -164,7 +225,7 @@ Fails, naming the key, on what the table does not know.
 {{- $perms := list "|events|create|ns" }}
 {{- $clusterScoped := list }}
 {{- range $resource, $verbs := .Values.kubernetesActions }}
-{{- if ne $resource "server" }}
+{{- if not (has $resource (list "server" "executor")) }}
 {{- if not (hasKey $catalog $resource) }}
 {{- fail (printf "kubernetesActions.%s: unknown resource; known: %s" $resource (keys $catalog | sortAlpha | join ", ")) }}
 {{- end }}
@@ -192,6 +253,8 @@ Fails, naming the key, on what the table does not know.
 {{- fail (printf "kubernetesActions: %s %s cluster-scoped; a Role cannot grant them: set `roleType: ClusterRole`" (join ", " $clusterScoped) (ternary "is" "are" (eq (len $clusterScoped) 1))) }}
 {{- end }}
 {{- $listed := .Values.kubernetesActionsNamespaces | default list | uniq }}
+{{- $protected := .Values.kubernetesActionsProtectedNamespaces | default list | uniq }}
+{{- include "runway-scale-set.kubeActions.refuseOverreach" (dict "ns" $ns "roleType" $roleType "listed" $listed "protected" $protected "actions" $actions "permissions" (.Values.kubernetesPermissions | default list)) }}
 {{- $roleNamespaces := $listed }}
 {{- if and (eq $roleType "Role") (not $listed) }}
 {{- $roleNamespaces = list $ns }}
@@ -215,7 +278,7 @@ actions:
 namespaces:
   {{- toYaml (ternary $listed $roleNamespaces (eq $roleType "ClusterRole")) | nindent 2 }}
 protected:
-  {{- toYaml (.Values.kubernetesActionsProtectedNamespaces | default list | uniq) | nindent 2 }}
+  {{- toYaml $protected | nindent 2 }}
 roleType: {{ $roleType }}
 roleNamespaces:
   {{- toYaml $roleNamespaces | nindent 2 }}
@@ -273,8 +336,10 @@ Call with (dict "items" list "extra" list); YAML list out.
 
 {{/*
 Adds to the runner pod template (a copy, changed in place) what `runway`
-needs: the allowlist (kubernetesActions) and the AWS config (aws), each a
-read-only volume on the `runner` container plus env. Call with
+needs: the AWS config (aws), a read-only volume on the `runner` container
+plus env. The allowlist is not mounted here: with kubernetesActions the
+controller adds the executor container (RunnerScaleSet spec.kubeActions),
+which alone mounts it and holds the API token. Call with
 (dict "root" $ "template" <copy of template>).
 */}}
 {{- define "runway-scale-set.runnerPodAdditions" -}}
@@ -283,11 +348,6 @@ read-only volume on the `runner` container plus env. Call with
 {{- $volumes := list }}
 {{- $mounts := list }}
 {{- $env := list }}
-{{- if include "runway-scale-set.kubeActions.enabled" $root }}
-{{- $volumes = append $volumes (dict "name" "runway-kube-actions" "configMap" (dict "name" (printf "%s-kube-actions" $fullname))) }}
-{{- $mounts = append $mounts (dict "name" "runway-kube-actions" "mountPath" (include "runway-scale-set.kubeActions.mountPath" $root) "readOnly" true) }}
-{{- $env = concat $env (include "runway-scale-set.kubeActions.env" $root | fromYamlArray) }}
-{{- end }}
 {{- if $root.Values.aws }}
 {{- $volumes = append $volumes (dict "name" "runway-aws" "configMap" (dict "name" (printf "%s-aws" $fullname))) }}
 {{- $mounts = append $mounts (dict "name" "runway-aws" "mountPath" "/etc/runway/aws" "readOnly" true) }}

@@ -64,15 +64,15 @@ fn kube_actions_objects(values: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// The kube-actions Roles and ClusterRoles (not Runway's own state Role).
+/// The kube-actions Roles and ClusterRoles (not Runway's own state Roles).
 fn action_roles(objects: &[Value]) -> Vec<Value> {
     objects
         .iter()
         .filter(|o| {
             matches!(o["kind"].as_str(), Some("Role" | "ClusterRole"))
-                && o["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| !n.ends_with("-runway-state"))
+                && o["metadata"]["name"].as_str().is_some_and(|n| {
+                    !n.ends_with("-runway-state") && !n.ends_with("-runway-state-jobs")
+                })
         })
         .cloned()
         .collect()
@@ -191,9 +191,16 @@ fn every_resource_and_verb_renders_exactly_the_rust_tables_rbac() {
             let cluster = needs_cluster_role(r, v);
             let actions = json!({ r.key(): [v.key()] });
             let read = BTreeMap::from([(r, BTreeSet::from([v]))]);
+            // The chart refuses secrets where the scale set's own Secrets
+            // live: they are granted in a namespace apart only.
+            let apart = if r == Resource::Secrets {
+                json!({ "kubernetesActionsNamespaces": ["team-a"] })
+            } else {
+                json!({})
+            };
             cases.push(Case {
                 what: format!("kubernetesActions: {{{r}: [{v}]}}"),
-                values: values(actions.clone(), cluster, json!({})),
+                values: values(actions.clone(), cluster, apart),
                 expected: expected.clone(),
                 actions: read.clone(),
             });
@@ -242,7 +249,13 @@ fn the_whole_catalog_at_once_merges_to_the_rust_union() {
         verbs_by_resource.push((r, verbs));
     }
     let expected = permissions_for(verbs_by_resource.iter().map(|(r, v)| (*r, v)));
-    let objects = kube_actions_objects(&values(Value::Object(actions), true, json!({})));
+    // Listed namespaces (the chart refuses secrets in the release namespace):
+    // the ClusterRole splits, cluster-scoped rules apart.
+    let objects = kube_actions_objects(&values(
+        Value::Object(actions),
+        true,
+        json!({ "kubernetesActionsNamespaces": ["team-a"] }),
+    ));
     let read = allowlist(&objects);
     assert_eq!(
         read.actions,
@@ -252,19 +265,22 @@ fn the_whole_catalog_at_once_merges_to_the_rust_union() {
             .collect::<BTreeMap<_, _>>(),
         "runway reads back every resource and verb"
     );
-    assert!(
-        read.namespaces.is_empty(),
-        "ClusterRole, no namespaces: any"
-    );
+    assert_eq!(read.namespaces, BTreeSet::from(["team-a".to_string()]));
     let roles = action_roles(&objects);
-    assert_eq!(roles.len(), 1, "one ClusterRole");
+    assert_eq!(
+        roles.len(),
+        2,
+        "two ClusterRoles: namespaced and cluster-scoped rules"
+    );
     // Merged: one rule per (apiGroup, resource).
-    let rules = roles[0]["rules"].as_array().unwrap();
-    let pairs: BTreeSet<(String, String)> = rules
-        .iter()
-        .map(|r| (r["apiGroups"].to_string(), r["resources"].to_string()))
-        .collect();
-    assert_eq!(pairs.len(), rules.len(), "rules not merged: {rules:#?}");
+    for role in &roles {
+        let rules = role["rules"].as_array().unwrap();
+        let pairs: BTreeSet<(String, String)> = rules
+            .iter()
+            .map(|r| (r["apiGroups"].to_string(), r["resources"].to_string()))
+            .collect();
+        assert_eq!(pairs.len(), rules.len(), "rules not merged: {rules:#?}");
+    }
     let got = granted(&roles);
     assert_eq!(
         got,
@@ -335,5 +351,91 @@ fn runway_reads_the_rendered_namespaces_and_protected_namespaces() {
     assert!(
         read.check(Resource::Pods, Verb::Get, Some("elsewhere"))
             .is_err()
+    );
+}
+
+/// The chart README's table "What each verb grants", as verb -> cell.
+fn readme_verb_table() -> BTreeMap<String, String> {
+    let path = chart().join("README.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let section = text
+        .split("### What each verb grants")
+        .nth(1)
+        .expect("the README has a section \"What each verb grants\"");
+    let mut rows = BTreeMap::new();
+    for line in section.lines().skip_while(|l| !l.starts_with('|')) {
+        let Some(row) = line.strip_prefix('|') else {
+            break;
+        };
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let verb = cells[0].trim_matches('`');
+        if verb == "Verb" || verb.starts_with("---") {
+            continue;
+        }
+        let earlier = rows.insert(verb.to_string(), cells[1].to_string());
+        assert!(earlier.is_none(), "verb {verb} twice in the README table");
+    }
+    rows
+}
+
+/// What the README says one (resource, verb) grants, from the Rust table:
+/// "`<resource>`: get, patch; `pods`: list", the resource itself first.
+fn readme_cell(resource: Resource, verb: Verb) -> String {
+    let loc = resource.location().expect("a catalog resource");
+    let scale = format!("{}/scale", loc.plural);
+    let mut by_target: BTreeMap<(bool, String), Vec<String>> = BTreeMap::new();
+    for p in permissions(resource, verb) {
+        let (other, name) = if p.group == loc.group && p.resource == loc.plural {
+            (false, "<resource>".to_string())
+        } else if p.group == loc.group && p.resource == scale {
+            (false, "<resource>/scale".to_string())
+        } else if p.group.is_empty() {
+            (true, p.resource.clone())
+        } else {
+            (true, format!("{}/{}", p.group, p.resource))
+        };
+        by_target.entry((other, name)).or_default().push(p.verb);
+    }
+    by_target
+        .into_iter()
+        .map(|((_, name), mut verbs)| {
+            verbs.sort();
+            format!("`{name}`: {}", verbs.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[test]
+fn the_readme_says_what_each_verb_really_grants() {
+    let readme = readme_verb_table();
+    let mut bad = Vec::new();
+    for v in Verb::ALL {
+        let Some(said) = readme.get(v.key()) else {
+            bad.push(format!("{v}: not in the README table"));
+            continue;
+        };
+        for r in Resource::ALL {
+            if r == Resource::CustomObjects || !r.supports(v) {
+                continue;
+            }
+            let real = readme_cell(r, v);
+            if *said != real {
+                bad.push(format!(
+                    "{v} on {r}: README says {said:?}, the table grants {real:?}"
+                ));
+            }
+        }
+    }
+    let known: BTreeSet<&str> = Verb::ALL.iter().map(|v| v.key()).collect();
+    for verb in readme.keys() {
+        if !known.contains(verb.as_str()) {
+            bad.push(format!("{verb}: in the README table but no verb"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the chart README's verb table is wrong:\n{}",
+        bad.join("\n")
     );
 }

@@ -33,6 +33,10 @@ fn without_the_new_values_nothing_new_is_rendered() {
         rss["spec"]["template"], chart_values["template"],
         "the pod template must pass through unchanged"
     );
+    assert!(
+        rss["spec"].get("kubeActions").is_none(),
+        "no executor without kubernetesActions"
+    );
     // The documented defaults are inert too.
     let explicit = with(json!({
         "kubernetesActions": {},
@@ -52,7 +56,14 @@ fn lints_clean_with_everything_set() {
             "pods": ["get", "list", "delete", "logs"],
             "deployments": ["get", "restart", "rollback", "scale"],
             "customObjects": ["get"],
-            "server": { "enabled": true, "replicas": 2 },
+            "secrets": ["get"],
+            "server": {
+                "enabled": true,
+                "replicas": 2,
+                "tls": { "secretName": "serve-tls" },
+                "networkPolicy": { "enabled": true, "from": [{ "podSelector": { "matchLabels": { "app": "dispatcher" } } }] },
+            },
+            "executor": { "image": { "repository": "ghcr.io/acme/runway" }, "resources": {} },
         },
         "kubernetesPermissions": [
             { "apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get"] },
@@ -68,73 +79,72 @@ fn lints_clean_with_everything_set() {
 // -------------------------------------------------------------- runner pod
 
 #[test]
-fn the_runner_container_gets_the_allowlist_and_identity_and_keeps_its_own() {
+fn the_scale_set_names_the_executor_and_the_runner_container_gets_no_allowlist() {
+    let template = json!({ "spec": {
+        "volumes": [{ "name": "work", "emptyDir": {} }],
+        "containers": [
+            { "name": "runner", "image": "ghcr.io/acme/runner:1",
+              "env": [{ "name": "FOO", "value": "bar" }],
+              "volumeMounts": [{ "name": "work", "mountPath": "/work" }] },
+            { "name": "sidecar", "image": "busybox" },
+        ],
+    } });
     let objects = objects(&with(json!({
         "kubernetesActions": { "pods": ["get"] },
-        "template": { "spec": {
-            "volumes": [{ "name": "work", "emptyDir": {} }],
-            "containers": [
-                { "name": "runner", "image": "ghcr.io/acme/runner:1",
-                  "env": [
-                      { "name": "FOO", "value": "bar" },
-                      { "name": "RUNWAY_NAMESPACE", "value": "chosen-by-user" },
-                  ],
-                  "volumeMounts": [{ "name": "work", "mountPath": "/work" }] },
-                { "name": "sidecar", "image": "busybox" },
-            ],
-        } },
+        "template": template.clone(),
     })));
     let rss = objects
         .iter()
         .find(|o| o["kind"] == "RunnerScaleSet")
         .unwrap();
-    let spec = &rss["spec"]["template"]["spec"];
+    // The executor container the controller adds mounts the allowlist and
+    // holds the token; the job's container gets neither from the chart.
     assert_eq!(
-        spec["volumes"],
-        json!([
-            { "name": "work", "emptyDir": {} },
-            { "name": "runway-kube-actions", "configMap": { "name": format!("{FULLNAME}-kube-actions") } },
-        ])
-    );
-    let runner = runner(&objects);
-    assert_eq!(
-        runner["volumeMounts"],
-        json!([
-            { "name": "work", "mountPath": "/work" },
-            { "name": "runway-kube-actions", "mountPath": "/etc/runway/kube-actions", "readOnly": true },
-        ])
+        rss["spec"]["template"], template,
+        "the pod template passes through unchanged"
     );
     assert_eq!(
-        env_names(runner),
-        [
-            "FOO",
-            "RUNWAY_NAMESPACE",
-            "RUNWAY_KUBE_ALLOWLIST",
-            "RUNWAY_RUNNER_NAME"
-        ]
+        rss["spec"]["kubeActions"],
+        json!({ "allowlistConfigMap": format!("{FULLNAME}-kube-actions") })
     );
-    assert_eq!(
-        env(runner, "RUNWAY_NAMESPACE")["value"],
-        "chosen-by-user",
-        "the user's entry wins"
-    );
-    assert_eq!(
-        env(runner, "RUNWAY_KUBE_ALLOWLIST")["value"],
-        "/etc/runway/kube-actions/allowlist.yaml"
-    );
-    assert_eq!(
-        env(runner, "RUNWAY_RUNNER_NAME")["valueFrom"],
-        json!({ "fieldRef": { "fieldPath": "metadata.name" } })
-    );
-    let sidecar = &spec["containers"][1];
-    assert_eq!(sidecar, &json!({ "name": "sidecar", "image": "busybox" }));
 
-    // With the default template: the namespace comes from the downward API.
-    let objects = self::objects(&with(json!({ "kubernetesActions": { "pods": ["get"] } })));
+    // kubernetesActions.executor sets the executor's image and resources.
+    let objects = self::objects(&with(json!({
+        "kubernetesActions": {
+            "pods": ["get"],
+            "executor": {
+                "image": { "repository": "ghcr.io/acme/runway", "tag": 1.4, "pullPolicy": "IfNotPresent" },
+                "resources": { "limits": { "memory": "64Mi" } },
+            },
+        },
+    })));
+    let rss = objects
+        .iter()
+        .find(|o| o["kind"] == "RunnerScaleSet")
+        .unwrap();
     assert_eq!(
-        env(self::runner(&objects), "RUNWAY_NAMESPACE")["valueFrom"],
-        json!({ "fieldRef": { "fieldPath": "metadata.namespace" } })
+        rss["spec"]["kubeActions"],
+        json!({
+            "allowlistConfigMap": format!("{FULLNAME}-kube-actions"),
+            "image": "ghcr.io/acme/runway:1.4",
+            "imagePullPolicy": "IfNotPresent",
+            "resources": { "limits": { "memory": "64Mi" } },
+        })
     );
+    assert!(
+        env_names(self::runner(&objects)).is_empty(),
+        "no allowlist env in the runner container"
+    );
+    // `executor` is not a resource: it does not enable anything alone.
+    let objects = self::objects(&with(json!({
+        "kubernetesActions": { "executor": { "resources": {} } },
+    })));
+    let rss = objects
+        .iter()
+        .find(|o| o["kind"] == "RunnerScaleSet")
+        .unwrap();
+    assert!(rss["spec"].get("kubeActions").is_none(), "{rss:#}");
+    assert!(by_name(&objects, "ConfigMap").is_empty());
 }
 
 // ------------------------------------------------------------------ server
@@ -158,7 +168,15 @@ fn the_server_is_a_deployment_with_a_service_and_a_token_secret() {
             "the pods match the selector"
         );
     }
-    assert_eq!(pod["spec"]["serviceAccountName"], SERVICE_ACCOUNT);
+    assert_eq!(
+        pod["spec"]["serviceAccountName"], name,
+        "the server's own ServiceAccount, never the runners'"
+    );
+    let account = named(&objects, "ServiceAccount", &format!("{NAMESPACE}/{name}"));
+    assert_eq!(
+        account["metadata"]["labels"]["app.kubernetes.io/component"],
+        "kube-actions-server"
+    );
     let containers = pod["spec"]["containers"].as_array().expect("containers");
     assert_eq!(containers.len(), 1);
     let server = &containers[0];
@@ -193,8 +211,16 @@ fn the_server_is_a_deployment_with_a_service_and_a_token_secret() {
         env(server, "POD_NAME")["valueFrom"],
         json!({ "fieldRef": { "fieldPath": "metadata.name" } })
     );
-    assert_eq!(server["livenessProbe"]["httpGet"]["path"], "/liveness");
+    assert_eq!(
+        server["livenessProbe"]["httpGet"],
+        json!({ "path": "/liveness", "port": "http" }),
+        "plain HTTP without tls"
+    );
     assert_eq!(server["readinessProbe"]["httpGet"]["path"], "/readiness");
+    assert!(
+        by_name(&objects, "NetworkPolicy").is_empty(),
+        "no NetworkPolicy unless enabled"
+    );
     assert_eq!(server["ports"][0]["containerPort"], 9016);
     assert_eq!(
         server["resources"],
@@ -284,6 +310,102 @@ fn a_jwt_key_is_mounted_and_passed_with_the_runner_urn() {
     assert_eq!(
         sources[1],
         json!({ "configMap": { "name": format!("{name}-jwt"), "items": [{ "key": "jwt.pub", "path": "jwt.pub" }] } })
+    );
+}
+
+#[test]
+fn the_server_network_policy_admits_only_the_named_peers() {
+    let peers = json!([
+        { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "dispatchers" } } },
+        { "namespaceSelector": { "matchLabels": { "team": "ops" } },
+          "podSelector": { "matchLabels": { "app": "dispatcher" } } },
+    ]);
+    let objects = objects(&with(json!({
+        "kubernetesActions": {
+            "pods": ["get"],
+            "server": { "enabled": true, "networkPolicy": { "enabled": true, "from": peers.clone() } },
+        },
+    })));
+    let name = format!("{FULLNAME}-kube-actions-server");
+    let policy = named(&objects, "NetworkPolicy", &format!("{NAMESPACE}/{name}"));
+    let deployment = named(&objects, "Deployment", &format!("{NAMESPACE}/{name}"));
+    assert_eq!(
+        policy["spec"],
+        json!({
+            "podSelector": { "matchLabels": deployment["spec"]["selector"]["matchLabels"] },
+            "policyTypes": ["Ingress"],
+            "ingress": [{ "from": peers, "ports": [{ "port": 9016, "protocol": "TCP" }] }],
+        })
+    );
+
+    // Enabled with no peer would admit nobody: refused, naming the key.
+    for np in [
+        json!({ "enabled": true }),
+        json!({ "enabled": true, "from": [] }),
+    ] {
+        let message = refused(&with(json!({
+            "kubernetesActions": { "pods": ["get"], "server": { "enabled": true, "networkPolicy": np } },
+        })));
+        assert!(
+            message.contains("kubernetesActions.server.networkPolicy.from")
+                && message.contains("NetworkPolicyPeer"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn the_server_serves_https_from_a_tls_secret() {
+    let objects = objects(&with(json!({
+        "kubernetesActions": {
+            "pods": ["get"],
+            "server": { "enabled": true, "tls": { "secretName": "serve-tls" } },
+        },
+    })));
+    let name = format!("{FULLNAME}-kube-actions-server");
+    let deployment = named(&objects, "Deployment", &format!("{NAMESPACE}/{name}"));
+    let pod = &deployment["spec"]["template"]["spec"];
+    let server = &pod["containers"][0];
+    let args: Vec<&str> = server["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args[args.len() - 4..],
+        [
+            "--tls-cert",
+            "/etc/runway/tls/tls.crt",
+            "--tls-key",
+            "/etc/runway/tls/tls.key"
+        ]
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(server[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+    }
+    let mount = server["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tls")
+        .expect("the tls mount");
+    assert_eq!(
+        mount,
+        &json!({ "name": "tls", "mountPath": "/etc/runway/tls", "readOnly": true })
+    );
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .expect("the tls volume");
+    assert_eq!(
+        volume["secret"],
+        json!({ "secretName": "serve-tls", "items": [
+            { "key": "tls.crt", "path": "tls.crt" },
+            { "key": "tls.key", "path": "tls.key" },
+        ] })
     );
 }
 

@@ -43,6 +43,8 @@ pub struct Setup {
     /// The executors (live and offline) when `via` is [`Via::Executor`];
     /// killed when the setup is dropped.
     executors: Vec<tokio::process::Child>,
+    /// The release namespace, when it is not `ns` (see [`needs_home`]).
+    pub home: Option<TestNamespace>,
     pub dir: PathBuf,
     /// A kubeconfig with the runner ServiceAccount's token.
     pub kubeconfig: PathBuf,
@@ -94,7 +96,12 @@ impl Setup {
     /// `kubernetesActions`, `roleType`, ...) applied, the release in this
     /// namespace.
     pub async fn new(values: Value) -> Setup {
-        Self::in_namespace(runway_sandbox::test_namespace().await, values).await
+        let home = if needs_home(&values) {
+            Some(runway_sandbox::test_namespace().await)
+        } else {
+            None
+        };
+        Self::in_namespace(runway_sandbox::test_namespace().await, home, values).await
     }
 
     /// [`Setup::new`], with `runway kube` going the way `via` says.
@@ -126,7 +133,9 @@ impl Setup {
             .arg("--allowlist")
             .arg(&self.allowlist)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUNWAY_NAMESPACE", self.name())
+            // As in a runner pod: the release's namespace, where its state
+            // ConfigMap lives.
+            .env("RUNWAY_NAMESPACE", self.release_namespace())
             .env("RUNWAY_RUNNER_NAME", "rs-runner-x")
             .env_remove("RUNWAY_KUBE_ALLOWLIST")
             .stdin(Stdio::null())
@@ -143,6 +152,11 @@ impl Setup {
         child
     }
 
+    /// The namespace of the release (and of the runner pods).
+    pub fn release_namespace(&self) -> &str {
+        self.home.as_ref().unwrap_or(&self.ns).name()
+    }
+
     /// What the live executor logged (its audit lines), empty without one.
     pub fn executor_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("kube.sock.log")).unwrap_or_default()
@@ -151,12 +165,25 @@ impl Setup {
     /// [`Setup::new`] on the sandbox with a real node: pods run for real.
     #[allow(dead_code)]
     pub async fn on_node(values: Value) -> Setup {
-        Self::in_namespace(runway_sandbox::node_test_namespace().await, values).await
+        let home = if needs_home(&values) {
+            Some(runway_sandbox::node_test_namespace().await)
+        } else {
+            None
+        };
+        Self::in_namespace(runway_sandbox::node_test_namespace().await, home, values).await
     }
 
-    async fn in_namespace(ns: runway_sandbox::TestNamespace, values: Value) -> Setup {
+    async fn in_namespace(
+        ns: runway_sandbox::TestNamespace,
+        home: Option<runway_sandbox::TestNamespace>,
+        mut values: Value,
+    ) -> Setup {
         let admin = ns.client();
-        let objects = render(ns.name(), values);
+        let release_ns = home.as_ref().unwrap_or(&ns).name().to_string();
+        if home.is_some() {
+            values["kubernetesActionsNamespaces"] = json!([ns.name()]);
+        }
+        let objects = render(&release_ns, values);
         let mut allowlist_text = None;
         let mut service_account = None;
         let mut cluster_objects = Vec::new();
@@ -186,7 +213,7 @@ impl Setup {
                     Api::all_with(admin.clone(), &ar)
                 }
                 _ => {
-                    let target = obj.namespace().unwrap_or_else(|| ns.name().to_string());
+                    let target = obj.namespace().unwrap_or_else(|| release_ns.clone());
                     Api::namespaced_with(admin.clone(), &target, &ar)
                 }
             };
@@ -203,7 +230,7 @@ impl Setup {
         std::fs::write(&allowlist, allowlist_text).unwrap();
         let token = ns
             .plane()
-            .service_account_token(ns.name(), &service_account)
+            .service_account_token(&release_ns, &service_account)
             .await
             .expect("a token for the runners' ServiceAccount");
         let kubeconfig = dir.join("kubeconfig");
@@ -229,6 +256,7 @@ impl Setup {
             ns,
             via: Via::Direct,
             executors: Vec::new(),
+            home,
             dir,
             kubeconfig,
             dead_kubeconfig,
@@ -330,6 +358,18 @@ impl Setup {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The chart refuses Secret access where the scale set's own Secrets live
+/// (the release namespace): values with `kubernetesActions.secrets` and no
+/// namespaces of their own get the release in a namespace apart and the
+/// actions in the test namespace, as a real install must be configured.
+fn needs_home(values: &Value) -> bool {
+    values
+        .pointer("/kubernetesActions/secrets")
+        .and_then(Value::as_array)
+        .is_some_and(|verbs| !verbs.is_empty())
+        && values.get("kubernetesActionsNamespaces").is_none()
 }
 
 #[derive(Debug)]
