@@ -230,4 +230,8 @@ impl Execute for Timed<'_> {
         self.metrics.duration(started.elapsed());
         result
     }
+
+    fn admit(&self, action: &Action) -> Result<(), ActionError> {
+        self.executor.admit(action)
+    }
 }
