@@ -964,3 +964,92 @@ async fn tls_settings_that_cannot_work_exit_2_naming_the_flag() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_body_slower_than_the_body_timeout_gets_408() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    let serve = Serve::start(&ns, &files, &["--body-timeout", "1"]).await;
+    let body = delete_pod_payload(ns.name(), "slow", "slow");
+    let mut stream = TcpStream::connect(serve.addr).await.unwrap();
+    let head = head(
+        serve.addr,
+        "POST",
+        "/v1/actions",
+        Some(&bearer(TOKEN)),
+        &body,
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the server answered a stalled body")
+        .unwrap();
+    let waited = started.elapsed();
+    let reply = parse_reply(raw);
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--body-timeout")),
+        "{reply:?}"
+    );
+    assert!(
+        (Duration::from_millis(800)..Duration::from_secs(4)).contains(&waited),
+        "{waited:?}"
+    );
+    assert!(records(&ns).await.is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_more() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    create_pod(&ns, "p").await;
+    let mut serve = Serve::start(&ns, &files, &[]).await;
+    let body = json!({"actions": [{
+        "metadata": {"id": "in-flight", "version": 1},
+        "action_type": "get_pod",
+        "resource": {"api_version": "v1", "kind": "Pod", "namespace": ns.name(), "name": "p"},
+        "timestamp": {"seconds": now(), "nanos": 0},
+    }]})
+    .to_string();
+    let (first, rest) = body.split_at(10);
+    let mut stream = TcpStream::connect(serve.addr).await.unwrap();
+    let head = head(
+        serve.addr,
+        "POST",
+        "/v1/actions",
+        Some(&bearer(TOKEN)),
+        &body,
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = serve.child.id().expect("running") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM).unwrap();
+    // The listener closes: a new connection is refused.
+    let start = std::time::Instant::now();
+    while TcpStream::connect(serve.addr).await.is_ok() {
+        assert!(start.elapsed() < DEADLINE, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The request in flight still gets its answer.
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut raw))
+        .await
+        .expect("answered")
+        .unwrap();
+    let reply = parse_reply(raw);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(statuses(&reply), ["succeeded"], "{reply:?}");
+    let exited = tokio::time::timeout(DEADLINE, serve.child.wait())
+        .await
+        .expect("exited after the request")
+        .unwrap();
+    assert!(exited.success(), "{exited:?}\n{}", serve.log());
+}

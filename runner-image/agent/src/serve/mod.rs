@@ -3,13 +3,24 @@
 //! chart's standalone Deployment.
 //!
 //! - [`auth`]: the pure decision on a request's credential (bearer token or
-//!   ES256 JWT); [`credentials`]: where the token and key come from.
+//!   ES256 JWT); [`credentials`]: where the token and key come from;
+//!   [`replay`]: the JWT ids already used.
+//! - [`listen`]: the accept loop (connection limit, header timeout,
+//!   graceful shutdown); [`tls`]: `--tls-cert`/`--tls-key`, re-read when
+//!   the files change.
 //! - [`http`]: the routes; [`metrics`]: what `/metrics` shows.
 //!
 //! Routes: `GET /liveness`, `GET /readiness` (ready = API server reachable
 //! and, with `--lease`, this replica leads), `GET /metrics`, `POST
 //! /v1/actions` (a payload, answered with per-action results). Every POST
-//! needs `Authorization: Bearer <token or JWT>`.
+//! needs `Authorization: Bearer <token or JWT>`; a JWT also carries `jti`
+//! (good for one request) and `body_sha256` (the lowercase hex SHA-256 of
+//! the exact body).
+//!
+//! Limits, so a slow client cannot hold the server: `--max-connections`
+//! (64) at once, `--header-timeout` (10 s) for a request's headers (and the
+//! TLS handshake, and an idle keep-alive connection), `--body-timeout`
+//! (30 s) for its body, at most 1 MiB.
 //!
 //! Invariants: at least one authentication method or no start (exit 2); a
 //! request that does not authenticate never reaches Kubernetes; with
