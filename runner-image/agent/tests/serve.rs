@@ -700,7 +700,7 @@ async fn a_client_sending_headers_a_byte_a_second_is_cut_off_and_others_are_serv
         let asked = std::time::Instant::now();
         assert_eq!(serve.get("/liveness").await.status, 200);
         assert!(
-            asked.elapsed() < Duration::from_secs(1),
+            asked.elapsed() < Duration::from_millis(1_500),
             "{:?}",
             asked.elapsed()
         );
