@@ -1,7 +1,7 @@
 //! Exactly-once for payloads, against the sandbox's real API server: the
 //! same (id, version) twice, two claimants racing, a "restart", expiry,
-//! clock skew, kind mismatch, a claim that never finished, retention and the
-//! size limit. "Ran" is observed on the cluster: the pod a `delete_pod`
+//! clock skew, kind mismatch (refused ones answered, not recorded), a claim
+//! that never finished, retention and the size limit. "Ran" is observed on the cluster: the pod a `delete_pod`
 //! targets is recreated between runs, so a second execution would delete it.
 
 use std::sync::Arc;
@@ -247,7 +247,7 @@ async fn eight_claimants_racing_on_many_actions_execute_each_once() {
 }
 
 #[tokio::test]
-async fn expired_and_future_actions_are_recorded_and_never_run() {
+async fn expired_and_future_actions_are_answered_never_run_and_not_recorded() {
     let ns = test_namespace().await;
     let (exec, state) = (executor(&ns), store(&ns, "holder-a"));
     make_pod(&ns, "keep").await;
@@ -258,12 +258,19 @@ async fn expired_and_future_actions_are_recorded_and_never_run() {
     let r = only(&r);
     assert_eq!((r.status, r.exit_code), (Status::Expired, 3), "{r:?}");
     assert!(r.message.contains("61s old"), "{}", r.message);
-    assert_eq!(record(&state, "old.v1").await.status, Status::Expired);
 
     let ahead = delete_pod(&ns, "ahead", 1, "keep", now + Duration::seconds(11));
     let r = run_payload(&exec, &state, &ahead, now).await;
     assert_eq!(only(&r).status, Status::Rejected, "{r:?}");
-    assert_eq!(record(&state, "ahead.v1").await.status, Status::Rejected);
+    assert!(pod_exists(&ns, "keep").await);
+    // Not even the ConfigMap was written.
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt(STATE_CONFIGMAP)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Within the limits on both sides it runs (checked on another pod).
     make_pod(&ns, "edge").await;
@@ -272,17 +279,22 @@ async fn expired_and_future_actions_are_recorded_and_never_run() {
         only(&run_payload(&exec, &state, &edge, now).await).status,
         Status::Succeeded
     );
+    let keys: Vec<String> = state.records().await.unwrap().into_keys().collect();
+    assert_eq!(keys, ["edge.v1"]);
 
-    // Settled for good: resent with a fresh timestamp, still not run.
+    // The expired action never ran, so sent again fresh it runs, once.
     let resent = delete_pod(&ns, "old", 1, "keep", now);
     let r = run_payload(&exec, &state, &resent, now).await;
-    assert_eq!(only(&r).status, Status::Skipped);
-    assert!(only(&r).message.starts_with("already expired"), "{r:?}");
+    assert_eq!(only(&r).status, Status::Succeeded, "{r:?}");
+    assert!(!pod_exists(&ns, "keep").await);
+    make_pod(&ns, "keep").await;
+    let r = run_payload(&exec, &state, &resent, now).await;
+    assert_eq!(only(&r).status, Status::Skipped, "{r:?}");
     assert!(pod_exists(&ns, "keep").await);
 }
 
 #[tokio::test]
-async fn bad_actions_fail_alone_and_are_recorded() {
+async fn bad_actions_fail_alone_and_are_not_recorded() {
     let ns = test_namespace().await;
     let (exec, state) = (executor(&ns), store(&ns, "holder-a"));
     make_pod(&ns, "p").await;
@@ -296,7 +308,7 @@ async fn bad_actions_fail_alone_and_are_recorded() {
             json!({"api_version": "apps/v1", "kind": "Deployment", "namespace": ns.name(), "name": "p"}),
             now,
         ),
-        // Not in the allowlist: refused by the executor, before Kubernetes.
+        // Not in the allowlist: refused before the claim and Kubernetes.
         action(
             "denied",
             1,
@@ -331,7 +343,7 @@ async fn bad_actions_fail_alone_and_are_recorded() {
         got,
         [
             (Status::Rejected, 3),
-            (Status::Failed, 3),
+            (Status::Rejected, 3),
             (Status::Rejected, 2),
             (Status::Succeeded, 0)
         ],
@@ -349,10 +361,13 @@ async fn bad_actions_fail_alone_and_are_recorded() {
     );
     assert!(report.results[2].message.contains("metadata.id `bad/id`"));
     assert_eq!(report.exit_code(), 3);
+    // Only the action that ran is recorded.
     let records = state.records().await.unwrap();
-    assert!(matches!(&records["mismatch.v1"], Existing::Record(r) if r.status == Status::Rejected));
-    assert!(matches!(&records["denied.v1"], Existing::Record(r) if r.status == Status::Failed));
-    assert!(!records.keys().any(|k| k.starts_with("bad")));
+    assert_eq!(
+        records.keys().collect::<Vec<_>>(),
+        ["good.v1"],
+        "{records:?}"
+    );
     // The state ConfigMap was not deleted by the denied action.
     assert!(
         ns.api::<ConfigMap>()

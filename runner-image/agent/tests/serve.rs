@@ -9,9 +9,17 @@
 //!   pod exactly once; after the leader is SIGKILLed the standby takes over
 //!   and the same payload is `skipped`; a restarted replica stands by (503
 //!   naming the leader, not ready).
+//! - a JWT is good once, and only for the body whose SHA-256 it carries;
+//! - a client sending headers a byte a second (or nothing) is cut off after
+//!   `--header-timeout` while others are served; `--max-connections` makes
+//!   the next connection wait;
+//! - 1,000 refused actions leave the state ConfigMap untouched;
+//! - `--tls-cert`/`--tls-key` serve HTTPS (a rotated certificate is picked
+//!   up without restart, plain HTTP gets no answer); settings that cannot
+//!   work exit 2 naming the flag.
 //!
-//! HTTP is spoken over a plain TcpStream: the requests are tiny, and it
-//! keeps the test free of a TLS-capable client.
+//! HTTP is spoken by hand over a TcpStream (or a rustls stream): the
+//! requests are tiny, and the slow-client tests need the raw socket.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -118,7 +126,8 @@ impl Serve {
                 if let Some(addr) = line.strip_prefix("runway serve: listening on ")
                     && let Some(tx) = addr_tx.take()
                 {
-                    let _ = tx.send(addr.trim().parse::<SocketAddr>().unwrap());
+                    let addr = addr.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
@@ -184,26 +193,44 @@ async fn request(
     body: &str,
 ) -> Reply {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let Some(auth) = auth {
-            head.push_str(&format!("Authorization: {auth}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
+        let stream = TcpStream::connect(addr).await?;
+        exchange(stream, &head(addr, method, path, auth, body), body).await
     };
     let raw = tokio::time::timeout(DEADLINE, exchange)
         .await
         .expect("the request finished in time")
         .expect("the request");
+    parse_reply(raw)
+}
+
+/// A request's head, with `Connection: close`.
+fn head(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>, body: &str) -> String {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(auth) = auth {
+        head.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Writes `head` and `body` on `stream`, reads until the server closes.
+async fn exchange<S>(mut stream: S, head: &str, body: &str) -> std::io::Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.flush().await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    Ok(raw)
+}
+
+fn parse_reply(raw: Vec<u8>) -> Reply {
     let text = String::from_utf8(raw).expect("UTF-8 reply");
     let (head, rest) = text.split_once("\r\n\r\n").expect("a full reply");
     let mut lines = head.lines();
@@ -257,6 +284,24 @@ fn bearer(credential: &str) -> String {
 
 fn jwt(key: &EncodingKey, claims: Value) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, key).unwrap()
+}
+
+/// Lowercase hex SHA-256, computed here, not by the crate under test.
+fn sha256_hex(body: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A valid JWT for one request: `body` with id `jti`.
+fn bound_jwt(files: &Files, jti: &str, body: &str) -> String {
+    let t = now();
+    jwt(
+        &files.signing,
+        json!({"sub": URN, "iat": t, "exp": t + 240, "jti": jti, "body_sha256": sha256_hex(body)}),
+    )
 }
 
 fn delete_pod_payload(ns: &str, id: &str, pod: &str) -> String {
@@ -409,12 +454,8 @@ async fn a_valid_token_or_jwt_runs_the_payload_once() {
         "{log}"
     );
 
-    let t = now();
-    let token = jwt(
-        &files.signing,
-        json!({"sub": URN, "iat": t, "exp": t + 240}),
-    );
     let by_jwt = delete_pod_payload(ns.name(), "jwt", "by-jwt");
+    let token = bound_jwt(&files, "first", &by_jwt);
     let reply = serve.post(Some(&bearer(&token)), &by_jwt).await;
     assert_eq!(reply.status, 200, "{reply:?}\n{}", serve.log());
     assert_eq!(statuses(&reply), ["succeeded"], "{reply:?}");
@@ -447,6 +488,7 @@ async fn a_valid_token_or_jwt_runs_the_payload_once() {
     // And after a restart: the record is in the ConfigMap, not the process.
     drop(serve);
     let serve = Serve::start(&ns, &files, &[]).await;
+    let token = bound_jwt(&files, "after-restart", &by_jwt);
     let after_restart = serve.post(Some(&bearer(&token)), &by_jwt).await;
     assert_eq!(statuses(&after_restart), ["skipped"], "{after_restart:?}");
 }
@@ -551,4 +593,463 @@ async fn replicas_with_a_lease_execute_once_across_failover_and_restart() {
     assert_eq!(restarted.get("/readiness").await.status, 503);
     let recorded = records(&ns).await;
     assert_eq!(recorded.len(), 1, "{recorded:?}");
+}
+
+/// The metrics line `runway_auth_failures_total{reason="<reason>"} <n>`.
+async fn auth_failures(serve: &Serve, reason: &str) -> u64 {
+    let metrics = serve.get("/metrics").await.body;
+    let prefix = format!("runway_auth_failures_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_jwt_is_good_once_and_only_for_the_body_it_names() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    create_pod(&ns, "named").await;
+    create_pod(&ns, "other").await;
+    let serve = Serve::start(&ns, &files, &[]).await;
+    let named = delete_pod_payload(ns.name(), "named", "named");
+    let other = delete_pod_payload(ns.name(), "other", "other");
+    let token = bearer(&bound_jwt(&files, "one-request", &named));
+
+    // The token sent with another body: 401, the token is not used up, and
+    // nothing runs.
+    let reply = serve.post(Some(&token), &other).await;
+    assert_eq!(reply.status, 401, "{reply:?}\n{}", serve.log());
+    let error = reply.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("body_sha256"), "{error}");
+    assert_eq!(auth_failures(&serve, "body_hash").await, 1);
+
+    // With its own body it runs.
+    let reply = serve.post(Some(&token), &named).await;
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", serve.log());
+    assert_eq!(statuses(&reply), ["succeeded"], "{reply:?}");
+    wait_gone(&ns, "named").await;
+
+    // Replayed, even with the same body: 401 naming `jti`.
+    let reply = serve.post(Some(&token), &named).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let error = reply.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("jti"), "{error}");
+    assert_eq!(auth_failures(&serve, "replay").await, 1);
+
+    // A JWT without the binding claims is refused before the body is read.
+    let t = now();
+    let unbound = jwt(&files.signing, json!({"sub": URN, "iat": t, "exp": t + 60}));
+    let reply = serve.post(Some(&bearer(&unbound)), &other).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+
+    assert!(pod_exists(&ns, "other").await, "a refused request ran");
+    let recorded = records(&ns).await;
+    assert_eq!(
+        recorded.keys().collect::<Vec<_>>(),
+        ["named.v1"],
+        "only the accepted request was recorded"
+    );
+}
+
+/// Sends `text` one byte a second on a new connection; the time from the
+/// connection to the server closing it (None: still open at `give_up`).
+async fn trickle(addr: SocketAddr, text: &'static str, give_up: Duration) -> Option<Duration> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let (mut read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        for byte in text.bytes() {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // Everything sent: keep the connection open (never `\r\n\r\n`).
+        std::future::pending::<()>().await;
+    });
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(give_up, async {
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok();
+    writer.abort();
+    closed
+}
+
+#[tokio::test]
+async fn a_client_sending_headers_a_byte_a_second_is_cut_off_and_others_are_served() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    let serve = Serve::start(&ns, &files, &["--header-timeout", "2"]).await;
+    let addr = serve.addr;
+    let slow = tokio::spawn(trickle(
+        addr,
+        "POST /v1/actions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX-Slow: abcdefghijklmnopqrstuvwxyz\r\n",
+        Duration::from_secs(15),
+    ));
+    // Meanwhile other clients are served at once.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        let asked = std::time::Instant::now();
+        assert_eq!(serve.get("/liveness").await.status, 200);
+        assert!(
+            asked.elapsed() < Duration::from_millis(1_500),
+            "{:?}",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let closed = slow
+        .await
+        .unwrap()
+        .expect("the slow client was never cut off");
+    assert!(
+        (Duration::from_millis(1_800)..Duration::from_secs(5)).contains(&closed),
+        "cut off after {closed:?}, want about 2 s"
+    );
+    // An idle connection (no byte at all) is closed as well.
+    let idle = trickle(addr, "", Duration::from_secs(15)).await;
+    assert!(
+        idle.is_some_and(|d| d < Duration::from_secs(5)),
+        "idle: {idle:?}"
+    );
+}
+
+#[tokio::test]
+async fn max_connections_makes_the_next_connection_wait() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    let serve = Serve::start(
+        &ns,
+        &files,
+        &["--max-connections", "2", "--header-timeout", "60"],
+    )
+    .await;
+    let addr = serve.addr;
+    // Two connections that send nothing hold both slots.
+    let first = TcpStream::connect(addr).await.unwrap();
+    let second = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third
+        .write_all(head(addr, "GET", "/liveness", None, "").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_secs(2), third.read_to_end(&mut raw)).await;
+    assert!(
+        waited.is_err() && raw.is_empty(),
+        "the third connection was served past --max-connections 2: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    // One slot frees: the third is served.
+    drop(first);
+    tokio::time::timeout(DEADLINE, third.read_to_end(&mut raw))
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    let reply = parse_reply(raw);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    drop(second);
+}
+
+/// `count` actions of one kind of refusal: (action_type, kind, age in
+/// seconds).
+fn refused_payload(ns: &str, prefix: &str, count: usize, refusal: (&str, &str, i64)) -> String {
+    let (action_type, kind, age) = refusal;
+    let api_version = if kind == "Deployment" {
+        "apps/v1"
+    } else {
+        "v1"
+    };
+    let actions: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({
+                "metadata": {"id": format!("{prefix}-{i}"), "version": 1},
+                "action_type": action_type,
+                "resource": {"api_version": api_version, "kind": kind, "namespace": ns, "name": "p"},
+                "timestamp": {"seconds": now() - age, "nanos": 0},
+            })
+        })
+        .collect();
+    json!({ "actions": actions }).to_string()
+}
+
+#[tokio::test]
+async fn a_thousand_refused_actions_leave_the_state_configmap_untouched() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    create_pod(&ns, "p").await;
+    let serve = Serve::start(&ns, &files, &[]).await;
+    let auth = bearer(TOKEN);
+    // One action that runs, so the ConfigMap exists.
+    let get = json!({"actions": [{
+        "metadata": {"id": "ran", "version": 1},
+        "action_type": "get_pod",
+        "resource": {"api_version": "v1", "kind": "Pod", "namespace": ns.name(), "name": "p"},
+        "timestamp": {"seconds": now(), "nanos": 0},
+    }]});
+    let reply = serve.post(Some(&auth), &get.to_string()).await;
+    assert_eq!(statuses(&reply), ["succeeded"], "{reply:?}");
+    let api: Api<ConfigMap> = ns.api();
+    let before = api.get(STATE).await.unwrap();
+
+    // (action_type, kind, age): denied by the allowlist (pods only), kind
+    // mismatch, expired, from the future.
+    let refusals = [
+        ("delete_config_map", "ConfigMap", 0, "rejected"),
+        ("delete_pod", "Deployment", 0, "rejected"),
+        ("delete_pod", "Pod", 600, "expired"),
+        ("delete_pod", "Pod", -600, "rejected"),
+    ];
+    for (i, (action_type, kind, age, want)) in refusals.into_iter().enumerate() {
+        let body = refused_payload(ns.name(), &format!("r{i}"), 250, (action_type, kind, age));
+        let reply = serve.post(Some(&auth), &body).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let got = statuses(&reply);
+        assert_eq!(got.len(), 250);
+        assert!(
+            got.iter().all(|s| s == want),
+            "{action_type} {kind} {age}: {got:?}"
+        );
+    }
+    assert!(pod_exists(&ns, "p").await);
+    let after = api.get(STATE).await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "the state ConfigMap was written"
+    );
+    assert_eq!(after.data, before.data);
+    let metrics = serve.get("/metrics").await.body;
+    let line = "runway_actions_total{action_type=\"delete_config_map\",status=\"rejected\"} 250";
+    assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, in PEM.
+fn certificate() -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// GET `path` over TLS, trusting only `cert_pem`.
+async fn https_get(addr: SocketAddr, cert_pem: &str, path: &str) -> std::io::Result<Reply> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let exchange = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let tls = connector.connect(name, tcp).await?;
+        exchange(tls, &head(addr, "GET", path, None, ""), "").await
+    };
+    let raw = tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(parse_reply(raw))
+}
+
+#[tokio::test]
+async fn https_with_a_rotating_certificate_and_no_plain_http() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    let dir = files.token.parent().unwrap().to_path_buf();
+    let (cert_a, key_a) = certificate();
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_path, &cert_a).unwrap();
+    std::fs::write(&key_path, &key_a).unwrap();
+    let serve = Serve::start(
+        &ns,
+        &files,
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let reply = https_get(serve.addr, &cert_a, "/liveness").await.unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let plain = async {
+        let stream = TcpStream::connect(serve.addr).await?;
+        exchange(stream, &head(serve.addr, "GET", "/liveness", None, ""), "").await
+    };
+    let raw = tokio::time::timeout(DEADLINE, plain)
+        .await
+        .expect("the server closed the plain connection")
+        .unwrap_or_default();
+    assert!(
+        !raw.starts_with(b"HTTP/"),
+        "plain HTTP was answered: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+
+    // The Secret rotates (files replaced by rename, as a Secret's symlink
+    // swap): the next connection gets the new certificate, no restart.
+    let (cert_b, key_b) = certificate();
+    for (path, text) in [(&key_path, &key_b), (&cert_path, &cert_b)] {
+        let next = path.with_extension("next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, path).unwrap();
+    }
+    let reply = https_get(serve.addr, &cert_b, "/liveness").await.unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        https_get(serve.addr, &cert_a, "/liveness").await.is_err(),
+        "the old certificate is still served"
+    );
+}
+
+#[tokio::test]
+async fn tls_settings_that_cannot_work_exit_2_naming_the_flag() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    let dir = files.token.parent().unwrap().to_path_buf();
+    let (cert_a, _) = certificate();
+    let (_, key_b) = certificate();
+    let (cert, key) = (dir.join("a.crt"), dir.join("b.key"));
+    std::fs::write(&cert, &cert_a).unwrap();
+    std::fs::write(&key, &key_b).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // (flags, words stderr must hold)
+    let cases: [(Vec<&str>, &[&str]); 3] = [
+        (vec!["--tls-cert", cert], &["--tls-key"]),
+        (vec!["--tls-key", key], &["--tls-cert"]),
+        (
+            vec!["--tls-cert", cert, "--tls-key", key],
+            &["--tls-key", "does not match", "--tls-cert"],
+        ),
+    ];
+    for (flags, words) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_runway"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--namespace", ns.name()])
+            .arg("--token-file")
+            .arg(&files.token)
+            .arg("--allowlist")
+            .arg(&files.allowlist)
+            .args(&flags)
+            .env("KUBECONFIG", ns.plane().kubeconfig_path())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(DEADLINE, out)
+            .await
+            .expect("runway serve exited")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        for word in words {
+            assert!(stderr.contains(word), "{flags:?}: {word} in {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_body_timeout_gets_408() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    let serve = Serve::start(&ns, &files, &["--body-timeout", "1"]).await;
+    let body = delete_pod_payload(ns.name(), "slow", "slow");
+    let mut stream = TcpStream::connect(serve.addr).await.unwrap();
+    let head = head(
+        serve.addr,
+        "POST",
+        "/v1/actions",
+        Some(&bearer(TOKEN)),
+        &body,
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the server answered a stalled body")
+        .unwrap();
+    let waited = started.elapsed();
+    let reply = parse_reply(raw);
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--body-timeout")),
+        "{reply:?}"
+    );
+    assert!(
+        (Duration::from_millis(800)..Duration::from_secs(4)).contains(&waited),
+        "{waited:?}"
+    );
+    assert!(records(&ns).await.is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_more() {
+    let ns = test_namespace().await;
+    let files = files(&ns);
+    create_pod(&ns, "p").await;
+    let mut serve = Serve::start(&ns, &files, &[]).await;
+    let body = json!({"actions": [{
+        "metadata": {"id": "in-flight", "version": 1},
+        "action_type": "get_pod",
+        "resource": {"api_version": "v1", "kind": "Pod", "namespace": ns.name(), "name": "p"},
+        "timestamp": {"seconds": now(), "nanos": 0},
+    }]})
+    .to_string();
+    let (first, rest) = body.split_at(10);
+    let mut stream = TcpStream::connect(serve.addr).await.unwrap();
+    let head = head(
+        serve.addr,
+        "POST",
+        "/v1/actions",
+        Some(&bearer(TOKEN)),
+        &body,
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = serve.child.id().expect("running") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM).unwrap();
+    // The listener closes: a new connection is refused.
+    let start = std::time::Instant::now();
+    while TcpStream::connect(serve.addr).await.is_ok() {
+        assert!(start.elapsed() < DEADLINE, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The request in flight still gets its answer.
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut raw))
+        .await
+        .expect("answered")
+        .unwrap();
+    let reply = parse_reply(raw);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(statuses(&reply), ["succeeded"], "{reply:?}");
+    let exited = tokio::time::timeout(DEADLINE, serve.child.wait())
+        .await
+        .expect("exited after the request")
+        .unwrap();
+    assert!(exited.success(), "{exited:?}\n{}", serve.log());
 }

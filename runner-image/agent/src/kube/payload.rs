@@ -109,6 +109,16 @@ pub enum PayloadError {
     Field { field: String, message: String },
 }
 
+impl PayloadError {
+    /// The field to fix, when one is to blame.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            PayloadError::Field { field, .. } => Some(field),
+            PayloadError::NotJson(_) => None,
+        }
+    }
+}
+
 impl Payload {
     /// Parses a payload; the error names the field to fix.
     pub fn from_json(bytes: &[u8]) -> Result<Payload, PayloadError> {

@@ -1,13 +1,17 @@
 //! Running a payload exactly once: for each action in order, check its
-//! timestamp, convert it, claim it in the state ConfigMap, run it, record
-//! the result. `runway kube run-payload FILE` and `POST /v1/actions` of
-//! `runway serve` both answer with the [`PayloadReport`] this returns.
+//! timestamp, convert it, ask the executor whether it may run (validation,
+//! allowlist), claim it in the state ConfigMap, run it, record the result.
+//! `runway kube run-payload FILE` and `POST /v1/actions` of `runway serve`
+//! both answer with the [`PayloadReport`] this returns.
 //!
 //! Invariants:
 //! - Nothing runs without a claim written first; if the state cannot be read
 //!   or written, the action is reported `failed` and not run.
-//! - An action that is expired, too far ahead, or malformed is recorded too
-//!   (`expired`, `rejected`), so its (id, version) is settled for good.
+//! - An action refused before running (expired, too far ahead, malformed,
+//!   bad kind, denied by the allowlist) is answered (`expired`, `rejected`)
+//!   but not recorded: the state ConfigMap is not even read, so bad payloads
+//!   cannot fill its 1 MiB. It never ran, so nothing is lost: the same
+//!   (id, version) sent again fresh and allowed runs, once.
 //! - One action's failure never stops the others.
 //! - At most once, then: a `failed` action (even a transient error) is not
 //!   retried under the same (id, version); the sender retries with a newer
@@ -69,6 +73,14 @@ pub trait Execute {
         let _ = source;
         self.execute(action)
     }
+
+    /// Whether `action` may run at all (pure checks only); an action
+    /// refused here is answered and never claimed. Executors without such
+    /// checks admit everything.
+    fn admit(&self, action: &Action) -> Result<(), ActionError> {
+        let _ = action;
+        Ok(())
+    }
 }
 
 impl Execute for Executor {
@@ -87,6 +99,10 @@ impl Execute for Executor {
         let exec = self.with_source(source);
         let action = action.clone();
         async move { exec.execute(&action).await }
+    }
+
+    fn admit(&self, action: &Action) -> Result<(), ActionError> {
+        Executor::admit(self, action)
     }
 }
 
@@ -154,17 +170,28 @@ async fn run_one<E: Execute + Sync>(
         }
     };
     let now = clock();
-    let plan = plan(wire, now);
-    let intent = match &plan {
-        Plan::Run(_) => Intent::Run,
-        Plan::Settle {
-            status, message, ..
-        } => Intent::Settle {
-            status: *status,
-            message: message.clone(),
+    let action = match plan(wire, now) {
+        Plan::Run(action) => match exec.admit(&action) {
+            Ok(()) => action,
+            Err(e) => {
+                report.message = e.to_string();
+                report.exit_code = e.exit_code();
+                return report;
+            }
         },
+        // Answered, not recorded: it never runs.
+        Plan::Settle {
+            status,
+            message,
+            exit_code,
+        } => {
+            report.status = status;
+            report.message = message;
+            report.exit_code = exit_code;
+            return report;
+        }
     };
-    let claimed = match store.claim(&key, &intent, now).await {
+    let claimed = match store.claim(&key, &Intent::Run, now).await {
         Ok(claim) => claim,
         Err(e) => {
             report.status = Status::Failed;
@@ -173,28 +200,12 @@ async fn run_one<E: Execute + Sync>(
             return report;
         }
     };
-    let action = match (claimed, plan) {
-        (Claim::Skipped(existing), _) => {
-            report.status = Status::Skipped;
-            report.message = existing.skip_message();
-            report.exit_code = 0;
-            return report;
-        }
-        (
-            Claim::Won(_),
-            Plan::Settle {
-                status,
-                message,
-                exit_code,
-            },
-        ) => {
-            report.status = status;
-            report.message = message;
-            report.exit_code = exit_code;
-            return report;
-        }
-        (Claim::Won(_), Plan::Run(action)) => *action,
-    };
+    if let Claim::Skipped(existing) = claimed {
+        report.status = Status::Skipped;
+        report.message = existing.skip_message();
+        report.exit_code = 0;
+        return report;
+    }
     let source = format!("payload {}/{}", report.id, report.version);
     match exec.execute_as(&action, &source).await {
         Ok(outcome) => {
@@ -223,11 +234,11 @@ async fn run_one<E: Execute + Sync>(
     report
 }
 
-/// What to do with an action if it was never seen.
+/// What to do with an action, from the payload alone.
 #[derive(Debug, PartialEq)]
 enum Plan {
     Run(Box<Action>),
-    /// Record this final status without running it.
+    /// Answer this final status without running (or recording) it.
     Settle {
         status: Status,
         message: String,

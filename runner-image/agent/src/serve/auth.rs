@@ -12,6 +12,13 @@
 //!   with `iat`, `exp - iat` at most [`MAX_LIFETIME`]; `sub` equal to the
 //!   configured runner URN; `nbf`/`iat` not in the future. [`LEEWAY`] absorbs
 //!   clock skew on every time check.
+//! - A JWT is bound to one request: it must carry `jti` (a unique id, at
+//!   most [`MAX_JTI_LEN`] bytes) and `body_sha256` (the lowercase hex
+//!   SHA-256 of the exact body bytes). [`authenticate`] checks that both are
+//!   there and well-formed; [`check_body`] compares the hash once the body
+//!   is read; the `jti` is then checked and recorded by
+//!   [`super::replay::ReplayCache`] (a `jti` seen before is refused for the
+//!   token's lifetime). Bearer tokens carry neither.
 //! - `aud` is checked only when an audience is configured
 //!   (`--jwt-audience`): the dispatcher's key is dedicated to this runner
 //!   fleet and `sub` already binds a token to one runner, so an audience is
@@ -35,6 +42,10 @@ pub const LEEWAY_SECS: i64 = 30;
 pub const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 /// [`LEEWAY_SECS`] as a duration.
 pub const LEEWAY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The longest `jti` accepted, in bytes: it bounds what the replay cache
+/// remembers per token.
+pub const MAX_JTI_LEN: usize = 128;
 
 /// What verifies a JWT: the dispatcher's public key and the claims it must
 /// carry.
@@ -79,15 +90,27 @@ impl fmt::Debug for AuthConfig {
 pub enum Principal {
     /// The holder of the mounted bearer token.
     Token,
-    /// A JWT's verified subject (the runner URN).
-    Jwt { subject: String },
+    /// A JWT's verified subject (the runner URN), and what binds the token
+    /// to one request.
+    Jwt { subject: String, binding: Binding },
+}
+
+/// The claims that bind a JWT to one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// `jti`: refused when seen before, until the token expires.
+    pub jti: String,
+    /// `body_sha256`: 64 lowercase hex digits.
+    pub body_sha256: String,
+    /// `exp`, seconds since the epoch: how long to remember the `jti`.
+    pub exp: i64,
 }
 
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Principal::Token => f.write_str("bearer token"),
-            Principal::Jwt { subject } => write!(f, "jwt sub={subject}"),
+            Principal::Jwt { subject, .. } => write!(f, "jwt sub={subject}"),
         }
     }
 }
@@ -126,6 +149,23 @@ pub enum AuthFailure {
     WrongAudience,
     #[error("JWT claim `{0}` must be a number (seconds since the epoch)")]
     BadClaim(&'static str),
+    #[error(
+        "JWT has no `{0}` claim: every JWT must carry `jti` (an id unique to the request) and `body_sha256` (the lowercase hex SHA-256 of the request body)"
+    )]
+    MissingClaim(&'static str),
+    #[error("JWT claim `{claim}` must be {expected}")]
+    ClaimFormat {
+        claim: &'static str,
+        expected: &'static str,
+    },
+    #[error(
+        "JWT claim `body_sha256` does not match the SHA-256 of the request body: sign a token for the exact bytes sent"
+    )]
+    BodyMismatch,
+    #[error(
+        "JWT claim `jti` was used before: a token is good for one request; sign a new one with its own `jti`"
+    )]
+    Replayed,
 }
 
 impl AuthFailure {
@@ -141,7 +181,11 @@ impl AuthFailure {
             AuthFailure::BadSignature => "bad_signature",
             AuthFailure::Expired(_) => "expired",
             AuthFailure::TooLong(_) => "lifetime",
+            AuthFailure::BodyMismatch => "body_hash",
+            AuthFailure::Replayed => "replay",
             AuthFailure::MissingExpiry
+            | AuthFailure::MissingClaim(_)
+            | AuthFailure::ClaimFormat { .. }
             | AuthFailure::NotYetValid(_)
             | AuthFailure::WrongSubject { .. }
             | AuthFailure::WrongAudience
@@ -236,12 +280,70 @@ fn verify_jwt(
         })?
         .claims;
     check_claims(&claims, config, now.timestamp())?;
+    let binding = binding(&claims)?;
     let subject = claims
         .get("sub")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    Ok(Principal::Jwt { subject })
+    Ok(Principal::Jwt { subject, binding })
+}
+
+/// `jti` and `body_sha256`, checked for shape (on claims whose times
+/// [`check_claims`] accepted, so `exp` is there).
+fn binding(claims: &Value) -> Result<Binding, AuthFailure> {
+    let exp = time_claim(claims, "exp")?.ok_or(AuthFailure::MissingExpiry)?;
+    let jti = match claims.get("jti") {
+        None | Some(Value::Null) => return Err(AuthFailure::MissingClaim("jti")),
+        Some(Value::String(jti)) if !jti.is_empty() && jti.len() <= MAX_JTI_LEN => jti.clone(),
+        Some(_) => {
+            return Err(AuthFailure::ClaimFormat {
+                claim: "jti",
+                expected: "a non-empty string of at most 128 bytes",
+            });
+        }
+    };
+    let body_sha256 = match claims.get("body_sha256") {
+        None | Some(Value::Null) => return Err(AuthFailure::MissingClaim("body_sha256")),
+        Some(Value::String(hash))
+            if hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            hash.clone()
+        }
+        Some(_) => {
+            return Err(AuthFailure::ClaimFormat {
+                claim: "body_sha256",
+                expected: "64 lowercase hex digits (the SHA-256 of the request body)",
+            });
+        }
+    };
+    Ok(Binding {
+        jti,
+        body_sha256,
+        exp,
+    })
+}
+
+/// Whether `body` is the one the principal's JWT was signed for (always,
+/// for a bearer token).
+pub fn check_body(principal: &Principal, body: &[u8]) -> Result<(), AuthFailure> {
+    match principal {
+        Principal::Token => Ok(()),
+        Principal::Jwt { binding, .. } if binding.body_sha256 == sha256_hex(body) => Ok(()),
+        Principal::Jwt { .. } => Err(AuthFailure::BodyMismatch),
+    }
+}
+
+/// Lowercase hex SHA-256, the form of `body_sha256`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// The header's `alg` as written, when it is a string (for the message

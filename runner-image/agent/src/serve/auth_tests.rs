@@ -8,6 +8,9 @@ use super::*;
 const URN: &str = "urn:runway:runner:prod/rs-1";
 const TOKEN: &str = "s3cret-token-value";
 const NOW: i64 = 1_800_000_000;
+const JTI: &str = "req-0001";
+/// The SHA-256 of the body `{}`.
+const BODY_HASH: &str = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
 struct Keys {
     signing: EncodingKey,
@@ -57,7 +60,9 @@ fn bearer_of(token: &str) -> String {
 
 /// A valid claim set, with `changes` merged over it (null removes a claim).
 fn claims(changes: serde_json::Value) -> serde_json::Value {
-    let mut base = json!({"sub": URN, "iat": NOW - 10, "exp": NOW + 120});
+    let mut base = json!({
+        "sub": URN, "iat": NOW - 10, "exp": NOW + 120, "jti": JTI, "body_sha256": BODY_HASH,
+    });
     for (key, value) in changes.as_object().unwrap() {
         if value.is_null() {
             base.as_object_mut().unwrap().remove(key);
@@ -82,11 +87,17 @@ type Case = (
 
 #[test]
 fn authenticate_table() {
-    let jwt_subject = || {
+    let jwt_until = |exp: i64| {
         Ok(Principal::Jwt {
             subject: URN.into(),
+            binding: Binding {
+                jti: JTI.into(),
+                body_sha256: BODY_HASH.into(),
+                exp,
+            },
         })
     };
+    let jwt_subject = || jwt_until(NOW + 120);
     let hs256 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims(json!({})),
@@ -250,7 +261,7 @@ fn authenticate_table() {
                 json!({"iat": NOW - 200, "exp": NOW - 30}),
             )))),
             both(),
-            jwt_subject(),
+            jwt_until(NOW - 30),
         ),
         (
             "exp exactly 5 min ahead",
@@ -258,7 +269,7 @@ fn authenticate_table() {
                 json!({"iat": null, "exp": NOW + 300}),
             )))),
             both(),
-            jwt_subject(),
+            jwt_until(NOW + 300),
         ),
         (
             "exp more than 5 min (+ leeway) ahead",
@@ -336,6 +347,75 @@ fn authenticate_table() {
             },
             jwt_subject(),
         ),
+        (
+            "no jti",
+            Some(bearer_of(&es256(claims(json!({"jti": null}))))),
+            both(),
+            Err(AuthFailure::MissingClaim("jti")),
+        ),
+        (
+            "jti not a string",
+            Some(bearer_of(&es256(claims(json!({"jti": 7}))))),
+            both(),
+            Err(AuthFailure::ClaimFormat {
+                claim: "jti",
+                expected: "a non-empty string of at most 128 bytes",
+            }),
+        ),
+        (
+            "jti empty",
+            Some(bearer_of(&es256(claims(json!({"jti": ""}))))),
+            both(),
+            Err(AuthFailure::ClaimFormat {
+                claim: "jti",
+                expected: "a non-empty string of at most 128 bytes",
+            }),
+        ),
+        (
+            "jti over 128 bytes",
+            Some(bearer_of(&es256(claims(json!({"jti": "x".repeat(129)}))))),
+            both(),
+            Err(AuthFailure::ClaimFormat {
+                claim: "jti",
+                expected: "a non-empty string of at most 128 bytes",
+            }),
+        ),
+        (
+            "no body_sha256",
+            Some(bearer_of(&es256(claims(json!({"body_sha256": null}))))),
+            both(),
+            Err(AuthFailure::MissingClaim("body_sha256")),
+        ),
+        (
+            "body_sha256 in upper case",
+            Some(bearer_of(&es256(claims(
+                json!({"body_sha256": BODY_HASH.to_uppercase()}),
+            )))),
+            both(),
+            Err(AuthFailure::ClaimFormat {
+                claim: "body_sha256",
+                expected: "64 lowercase hex digits (the SHA-256 of the request body)",
+            }),
+        ),
+        (
+            "body_sha256 too short",
+            Some(bearer_of(&es256(claims(
+                json!({"body_sha256": &BODY_HASH[..63]}),
+            )))),
+            both(),
+            Err(AuthFailure::ClaimFormat {
+                claim: "body_sha256",
+                expected: "64 lowercase hex digits (the SHA-256 of the request body)",
+            }),
+        ),
+        (
+            "times are checked before the binding",
+            Some(bearer_of(&es256(claims(
+                json!({"jti": null, "iat": NOW - 200, "exp": NOW - 31}),
+            )))),
+            both(),
+            Err(AuthFailure::Expired(31)),
+        ),
     ];
     for (case, header, config, expected) in table {
         let got = authenticate(header.as_deref(), &config, now());
@@ -345,6 +425,38 @@ fn authenticate_table() {
             _ => assert_eq!(got, expected, "{case}"),
         }
     }
+}
+
+#[test]
+fn a_jwt_is_good_for_the_body_it_names_only() {
+    assert_eq!(sha256_hex(b"{}"), BODY_HASH);
+    assert_eq!(
+        sha256_hex(b""),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    let principal = authenticate(Some(&bearer_of(&es256(claims(json!({}))))), &both(), now())
+        .expect("a valid JWT");
+    // (body, accepted)
+    let table: [(&[u8], bool); 4] = [
+        (b"{}", true),
+        (b"{} ", false),
+        (b"", false),
+        (b"{\"actions\": []}", false),
+    ];
+    for (body, accepted) in table {
+        let got = check_body(&principal, body);
+        let want = if accepted {
+            Ok(())
+        } else {
+            Err(AuthFailure::BodyMismatch)
+        };
+        assert_eq!(got, want, "{:?}", String::from_utf8_lossy(body));
+    }
+    // A bearer token is not bound to a body.
+    assert_eq!(check_body(&Principal::Token, b"anything"), Ok(()));
+    let message = AuthFailure::BodyMismatch.to_string();
+    assert!(message.contains("`body_sha256`"), "{message}");
+    assert!(AuthFailure::Replayed.to_string().contains("`jti`"));
 }
 
 #[test]
@@ -371,6 +483,9 @@ fn failure_reasons_are_metric_labels() {
         (AuthFailure::Expired(5), "expired"),
         (AuthFailure::TooLong(String::new()), "lifetime"),
         (AuthFailure::WrongSubject { got: None }, "claims"),
+        (AuthFailure::MissingClaim("jti"), "claims"),
+        (AuthFailure::BodyMismatch, "body_hash"),
+        (AuthFailure::Replayed, "replay"),
     ];
     for (failure, reason) in table {
         assert_eq!(failure.reason(), reason, "{failure}");

@@ -10,12 +10,16 @@
 //!   with the per-action [`PayloadReport`].
 //!
 //! Order on `POST /v1/actions`, which is the safety argument: authenticate
-//! (401, before the body is even read), then leadership (503 with
-//! `Retry-After` and the leader's identity), then parse (400 naming the
-//! field), then run exactly once through the state ConfigMap. Nothing
-//! touches Kubernetes before authentication succeeded.
+//! (401, before the body is even read: signature and claims, `jti` and
+//! `body_sha256` present), then leadership (503 with `Retry-After` and the
+//! leader's identity), then read the body (at most [`MAX_BODY`] bytes: 413;
+//! within `--body-timeout`: 408), then, for a JWT, the body's SHA-256 must be
+//! its `body_sha256` (401) and its `jti` must be new (401 when seen before,
+//! 503 when the replay cache is full), then parse (400 naming the field),
+//! then run exactly once through the state ConfigMap. Nothing touches
+//! Kubernetes before authentication succeeded.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -29,13 +33,14 @@ use runway_lease::LeaderElector;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::auth::{Principal, authenticate};
+use super::auth::{AuthFailure, Principal, authenticate, check_body};
 use super::credentials::Credentials;
 use super::metrics::Metrics;
+use super::replay::{ReplayCache, Seen};
 use crate::kube::action::{Action, Outcome};
 use crate::kube::error::ActionError;
 use crate::kube::exec::Executor;
-use crate::kube::payload::{Payload, PayloadError};
+use crate::kube::payload::Payload;
 use crate::kube::run_payload::{Execute, PayloadReport, run_payload_with};
 use crate::kube::state::StateStore;
 
@@ -52,6 +57,29 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub leader: LeaderView,
     pub client: Client,
+    /// The body timeout and the JWT replay cache.
+    pub requests: RequestLimits,
+}
+
+/// What bounds one request beyond its credential.
+#[derive(Debug)]
+pub struct RequestLimits {
+    /// How long reading the body may take (`--body-timeout`): 408 after.
+    pub body_timeout: Duration,
+    /// The `jti`s accepted, until their tokens expire.
+    pub replay: Mutex<ReplayCache>,
+}
+
+/// `--body-timeout`'s default.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            replay: Mutex::new(ReplayCache::default()),
+        }
+    }
 }
 
 /// Whether this replica may execute, and how to name the one that may.
@@ -131,39 +159,108 @@ async fn actions(State(app): State<Arc<App>>, request: Request) -> Response {
         .map(|v| v.to_str().unwrap_or(""));
     let principal = match authenticate(header, &app.credentials.current(), Utc::now()) {
         Ok(principal) => principal,
-        Err(failure) => {
-            app.metrics.auth_failure(failure.reason());
-            tracing::warn!(reason = failure.reason(), %failure, "serve: request refused (401)");
-            let mut response = error(StatusCode::UNAUTHORIZED, failure.to_string(), None);
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"runway\""),
-            );
-            return response;
-        }
+        Err(failure) => return unauthorized(&app, &failure),
     };
     if !app.leader.is_leading() {
         return not_leader(&app).await;
     }
-    let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_BODY).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the payload could not be read whole: at most {MAX_BODY} bytes are accepted"),
-            None,
-        );
-    };
+    let timeout = app.requests.body_timeout;
+    let body =
+        match tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), MAX_BODY))
+            .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the payload could not be read whole: at most {MAX_BODY} bytes are accepted"
+                    ),
+                    None,
+                );
+            }
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {}s (--body-timeout)",
+                        timeout.as_secs_f64()
+                    ),
+                    None,
+                );
+            }
+        };
+    if let Err(refusal) = bind(&app.requests, &principal, &body, Utc::now().timestamp()) {
+        return match refusal {
+            Refusal::Unauthorized(failure) => unauthorized(&app, &failure),
+            Refusal::Full => {
+                tracing::warn!("serve: the JWT replay cache is full; refusing new JWTs (503)");
+                let mut response = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many JWTs alive at once: retry when some have expired".into(),
+                    None,
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
+        };
+    }
     let payload = match Payload::from_json(&body) {
         Ok(payload) => payload,
         Err(e) => {
-            let field = match &e {
-                PayloadError::Field { field, .. } => Some(field.clone()),
-                PayloadError::NotJson(_) => None,
-            };
+            let field = e.field().map(str::to_string);
             return error(StatusCode::BAD_REQUEST, e.to_string(), field);
         }
     };
     let report = run(&app, &principal, &payload).await;
     axum::Json(report).into_response()
+}
+
+/// Why a request authenticated but not bound to its body is refused.
+enum Refusal {
+    /// 401: the body is not the signed one, or the `jti` was used.
+    Unauthorized(AuthFailure),
+    /// 503: no room to remember one more `jti`.
+    Full,
+}
+
+/// A JWT is good for the body it names, once: the hash first (a token
+/// presented with another body is not consumed), then the `jti`, checked
+/// and recorded in one step at `now`.
+fn bind(
+    limits: &RequestLimits,
+    principal: &Principal,
+    body: &[u8],
+    now: i64,
+) -> Result<(), Refusal> {
+    check_body(principal, body).map_err(Refusal::Unauthorized)?;
+    let Principal::Jwt { binding, .. } = principal else {
+        return Ok(());
+    };
+    let seen = limits
+        .replay
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .check_and_record(&binding.jti, binding.exp, now);
+    match seen {
+        Seen::New => Ok(()),
+        Seen::Replayed => Err(Refusal::Unauthorized(AuthFailure::Replayed)),
+        Seen::Full => Err(Refusal::Full),
+    }
+}
+
+/// 401, counted and logged by reason.
+fn unauthorized(app: &App, failure: &AuthFailure) -> Response {
+    app.metrics.auth_failure(failure.reason());
+    tracing::warn!(reason = failure.reason(), %failure, "serve: request refused (401)");
+    let mut response = error(StatusCode::UNAUTHORIZED, failure.to_string(), None);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"runway\""),
+    );
+    response
 }
 
 /// Runs an authenticated payload on the leader and counts the outcomes.
@@ -203,7 +300,7 @@ async fn not_leader(app: &App) -> Response {
 }
 
 /// `{"error": message, "field": field}` (field only when known).
-fn error(status: StatusCode, message: String, field: Option<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: String, field: Option<String>) -> Response {
     let body = match field {
         Some(field) => json!({"error": message, "field": field}),
         None => json!({"error": message}),
@@ -229,5 +326,51 @@ impl Execute for Timed<'_> {
         let result = self.executor.with_source(source).execute(action).await;
         self.metrics.duration(started.elapsed());
         result
+    }
+
+    fn admit(&self, action: &Action) -> Result<(), ActionError> {
+        self.executor.admit(action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::auth::{Binding, sha256_hex};
+
+    fn jwt(jti: &str, body: &[u8]) -> Principal {
+        Principal::Jwt {
+            subject: "urn:x".into(),
+            binding: Binding {
+                jti: jti.into(),
+                body_sha256: sha256_hex(body),
+                exp: 1_000,
+            },
+        }
+    }
+
+    #[test]
+    fn a_jwt_binds_to_its_body_once_and_a_mismatch_does_not_use_it_up() {
+        let limits = RequestLimits {
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            replay: Mutex::new(ReplayCache::new(2)),
+        };
+        let verdict = |principal: &Principal, body: &[u8]| match bind(&limits, principal, body, 900)
+        {
+            Ok(()) => "ok".to_string(),
+            Err(Refusal::Unauthorized(failure)) => failure.reason().to_string(),
+            Err(Refusal::Full) => "full".to_string(),
+        };
+        let a = jwt("a", b"one");
+        assert_eq!(verdict(&a, b"two"), "body_hash");
+        assert_eq!(verdict(&a, b"one"), "ok");
+        assert_eq!(verdict(&a, b"one"), "replay");
+        assert_eq!(verdict(&a, b"two"), "body_hash");
+        assert_eq!(verdict(&jwt("b", b""), b""), "ok");
+        assert_eq!(verdict(&jwt("c", b""), b""), "full");
+        // Bearer tokens carry no `jti` and are never refused here.
+        for _ in 0..3 {
+            assert_eq!(verdict(&Principal::Token, b"any"), "ok");
+        }
     }
 }

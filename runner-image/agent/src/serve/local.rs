@@ -35,13 +35,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use serde_json::json;
 
 use super::{ServeArgs, ServeError, terminated};
 use crate::kube::allowlist::Allowlist;
 use crate::kube::audit::AuditContext;
 use crate::kube::exec::Executor;
-use crate::kube::payload::{Payload, PayloadError};
+use crate::kube::payload::Payload;
 use crate::kube::run_payload::run_payload;
 use crate::kube::state::{JOBS_STATE_CONFIGMAP, StateStore, default_holder};
 use crate::kube::wire::{self, Failure, MAX_MESSAGE, Reply};
@@ -74,11 +73,15 @@ pub(super) async fn serve(args: &ServeArgs, socket: &Path) -> Result<(), ServeEr
     let listener = bind(socket)?;
     eprintln!("runway serve: listening on {}", socket.display());
     tracing::info!(socket = %socket.display(), %namespace, "serve --local: started");
-    let served = axum::serve(listener, router(local))
-        .with_graceful_shutdown(terminated())
-        .await;
+    // The same limits as the standalone server: a step that opens
+    // connections and sends nothing cannot hold the executor for the others.
+    let limits = super::listen::Limits {
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+    };
+    super::listen::serve(listener, router(local), limits, terminated()).await;
     let _ = std::fs::remove_file(socket);
-    served.map_err(ServeError::Server)
+    Ok(())
 }
 
 /// Binds the socket: a stale file from an earlier run is replaced; the mode
@@ -169,12 +172,8 @@ async fn actions(State(local): State<Arc<Local>>, request: Request) -> Response 
     let payload = match Payload::from_json(&body) {
         Ok(payload) => payload,
         Err(e) => {
-            let field = match &e {
-                PayloadError::Field { field, .. } => Some(field.clone()),
-                PayloadError::NotJson(_) => None,
-            };
-            let body = json!({"error": e.to_string(), "field": field});
-            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            let field = e.field().map(str::to_string);
+            return super::http::error(StatusCode::BAD_REQUEST, e.to_string(), field);
         }
     };
     let report = run_payload(&local.executor, &local.store, &payload, Utc::now()).await;

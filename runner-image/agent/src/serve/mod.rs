@@ -3,13 +3,24 @@
 //! chart's standalone Deployment.
 //!
 //! - [`auth`]: the pure decision on a request's credential (bearer token or
-//!   ES256 JWT); [`credentials`]: where the token and key come from.
+//!   ES256 JWT); [`credentials`]: where the token and key come from;
+//!   [`replay`]: the JWT ids already used.
+//! - [`listen`]: the accept loop (connection limit, header timeout,
+//!   graceful shutdown); [`tls`]: `--tls-cert`/`--tls-key`, re-read when
+//!   the files change.
 //! - [`http`]: the routes; [`metrics`]: what `/metrics` shows.
 //!
 //! Routes: `GET /liveness`, `GET /readiness` (ready = API server reachable
 //! and, with `--lease`, this replica leads), `GET /metrics`, `POST
 //! /v1/actions` (a payload, answered with per-action results). Every POST
-//! needs `Authorization: Bearer <token or JWT>`.
+//! needs `Authorization: Bearer <token or JWT>`; a JWT also carries `jti`
+//! (good for one request) and `body_sha256` (the lowercase hex SHA-256 of
+//! the exact body).
+//!
+//! Limits, so a slow client cannot hold the server: `--max-connections`
+//! (64) at once, `--header-timeout` (10 s) for a request's headers (and the
+//! TLS handshake, and an idle keep-alive connection), `--body-timeout`
+//! (30 s) for its body, at most 1 MiB.
 //!
 //! Invariants: at least one authentication method or no start (exit 2); a
 //! request that does not authenticate never reaches Kubernetes; with
@@ -21,8 +32,11 @@
 pub mod auth;
 pub mod credentials;
 pub mod http;
+pub mod listen;
 pub mod local;
 pub mod metrics;
+pub mod replay;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,7 +69,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "SOCKET",
-        conflicts_with_all = ["port", "listen", "token_file", "jwt_public_key", "lease"]
+        conflicts_with_all = ["port", "listen", "token_file", "jwt_public_key", "lease", "tls_cert"]
     )]
     pub local: Option<PathBuf>,
     /// Port to listen on, on all interfaces; 0 picks a free port (the
@@ -99,6 +113,35 @@ pub struct ServeArgs {
     /// it (client-go's 15/10/2). For tests.
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0, hide = true)]
     pub lease_duration: f64,
+    /// PEM certificate (chain) to serve HTTPS with; needs --tls-key.
+    /// Re-read when the file changes (a rotated Secret needs no restart).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; needs --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a client may take to send a request's headers (and the TLS
+    /// handshake); an idle keep-alive connection is closed after as long.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub header_timeout: Duration,
+    /// Seconds a client may take to send a request's body (408 after).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    pub body_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = listen::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
+}
+
+/// A timeout flag: seconds (fractions allowed), from 0.1 to 3600.
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(d))
+        .ok_or_else(|| format!("`{value}`: a number of seconds from 0.1 to 3600"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +170,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 impl ServeError {
@@ -135,7 +180,8 @@ impl ServeError {
         match self {
             ServeError::Credentials(_)
             | ServeError::Allowlist(_)
-            | ServeError::LeaseDuration(_) => 2,
+            | ServeError::LeaseDuration(_)
+            | ServeError::Tls(_) => 2,
             ServeError::Lease(LeaderError::Config { .. }) => 2,
             _ => 1,
         }
@@ -179,6 +225,11 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     })?;
     let allowlist = Allowlist::load(args.allowlist.as_deref())?;
     let timing = lease_timing(args.lease_duration)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::TlsFiles::load(cert, key)?)),
+        // clap refuses one without the other.
+        _ => None,
+    };
     let (client, namespace) = client_and_namespace(&args).await?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::default());
@@ -227,7 +278,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })?;
     let bound = listener.local_addr().unwrap_or(addr);
     // Machine-readable: tests and scripts read the port from this line.
-    eprintln!("runway serve: listening on {bound}");
+    eprintln!(
+        "runway serve: listening on {bound}{}",
+        if tls.is_some() { " (https)" } else { "" }
+    );
     tracing::info!(
         %bound, %namespace, %identity, lease = args.lease.as_deref().unwrap_or(""),
         "serve: started"
@@ -240,6 +294,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         metrics,
         leader,
         client,
+        requests: http::RequestLimits {
+            body_timeout: args.body_timeout,
+            ..http::RequestLimits::default()
+        },
     });
     let shutdown = async move {
         tokio::select! {
@@ -247,16 +305,21 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             _ = fatal_rx.wait_for(|fatal| *fatal) => {}
         }
     };
-    let served = axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = listen::Limits {
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout,
+    };
+    let router = http::router(app);
+    match tls {
+        Some(tls) => listen::serve_tls(listener, router, limits, tls, shutdown).await,
+        None => listen::serve(listener, router, limits, shutdown).await,
+    }
     // In-flight requests are done: only now give the Lease up.
     let _ = stop.send(true);
     let campaigned = match campaign {
         Some(task) => task.await.unwrap_or(Ok(())),
         None => Ok(()),
     };
-    served.map_err(ServeError::Server)?;
     campaigned.map_err(ServeError::Lease)
 }
 
@@ -384,6 +447,16 @@ mod tests {
         });
         if let Err(failure) = result {
             panic!("{failure}");
+        }
+    }
+
+    #[test]
+    fn timeouts_are_seconds_within_bounds() {
+        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "0.05", "-1", "3601", "NaN", "inf", "ten", ""] {
+            let error = parse_seconds(bad).expect_err(bad);
+            assert!(error.contains("seconds"), "{error}");
         }
     }
 

@@ -88,12 +88,21 @@ impl Executor {
         &self.audit
     }
 
-    /// Runs `action`: validation, allowlist, Kubernetes, audit.
-    pub async fn execute(&self, action: &Action) -> Result<Outcome, ActionError> {
+    /// Whether `action` may run at all (validation and allowlist, both
+    /// pure): what [`Executor::execute`] checks first. Payloads ask before
+    /// claiming, so a refused action leaves no record.
+    pub fn admit(&self, action: &Action) -> Result<(), ActionError> {
         validate(action)?;
         let namespace = self.namespace_of(action);
         self.allowlist
             .check(action.resource, action.verb, namespace.as_deref())?;
+        Ok(())
+    }
+
+    /// Runs `action`: validation, allowlist, Kubernetes, audit.
+    pub async fn execute(&self, action: &Action) -> Result<Outcome, ActionError> {
+        self.admit(action)?;
+        let namespace = self.namespace_of(action);
         let described = action.describe();
         let run = async {
             let target = resolve::target(&self.client, action, namespace.as_deref()).await?;

@@ -150,9 +150,13 @@ pub async fn rollback(
             ),
         })?;
     // Replace the whole template (a merge patch would keep keys the old
-    // template did not have), guarded by the resourceVersion we decided on.
+    // template did not have), guarded by the generation we decided on: the
+    // spec must be the one read, while status writes (the deployment
+    // controller's, several a second after a restart) may come and go. A
+    // resourceVersion guard failed on those (422) whenever the rollback
+    // followed a restart closely.
     let ops = json!([
-        {"op": "test", "path": "/metadata/resourceVersion", "value": deployment.metadata.resource_version},
+        {"op": "test", "path": "/metadata/generation", "value": deployment.metadata.generation},
         {"op": "replace", "path": "/spec/template", "value": template},
     ]);
     let patch = Patch::<Value>::Json(
