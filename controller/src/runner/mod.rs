@@ -9,6 +9,7 @@ mod create;
 pub mod demand;
 mod dind;
 pub mod ended;
+mod executor;
 pub mod outcome;
 pub mod pod;
 pub mod reconcile;
