@@ -69,7 +69,6 @@ async fn only_the_executor_gets_a_service_account_token() {
     // Read back from the API server: what admission made of it.
     let pod = s.pods().get(&name).await.expect("read the runner pod back");
     let spec = pod.spec.as_ref().unwrap();
-    assert_eq!(spec.automount_service_account_token, Some(false));
     assert_eq!(spec.service_account_name.as_deref(), Some("default"));
     for c in spec
         .containers
@@ -97,6 +96,7 @@ async fn only_the_executor_gets_a_service_account_token() {
         volumes,
         ["runway-kube-api", "runway-executor", "runway-kube-actions"]
     );
+    assert_eq!(spec.automount_service_account_token, Some(false));
 
     let executor = container(&pod, "runway-executor");
     let mounts = token_mounts(executor);
