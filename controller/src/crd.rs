@@ -371,6 +371,10 @@ pub enum SpecError {
         "template.spec.containers has no container named \"runner\"; the runner image must run in a container of that name"
     )]
     NoRunnerContainer,
+    /// A template that would hand a job a ServiceAccount token beside the
+    /// executor (the same check the pod builder makes).
+    #[error(transparent)]
+    KubeActionsTemplate(crate::runner::PodError),
     #[error("{field} {url:?} is not a valid URL: {reason}")]
     ProxyUrl {
         field: &'static str,
@@ -394,6 +398,7 @@ impl SpecError {
             SpecError::Label { .. } => "runnerScaleSetLabels",
             SpecError::UnsupportedContainerMode { .. } => "containerMode.type",
             SpecError::NoRunnerContainer => "template.spec.containers",
+            SpecError::KubeActionsTemplate(_) => "template.spec",
         }
     }
 }
@@ -469,13 +474,18 @@ pub fn validate(spec: &RunnerScaleSetSpec) -> Result<(), Vec<SpecError>> {
         errors.push(SpecError::NoRunnerContainer);
     }
 
-    if let Some(executor) = &spec.kube_actions
-        && executor.allowlist_config_map.trim().is_empty()
-    {
-        errors.push(SpecError::Empty {
-            field: "kubeActions.allowlistConfigMap",
-            hint: "set spec.kubeActions.allowlistConfigMap to the ConfigMap holding the executor's allowlist (key allowlist.yaml), or remove spec.kubeActions",
-        });
+    if let Some(executor) = &spec.kube_actions {
+        if executor.allowlist_config_map.trim().is_empty() {
+            errors.push(SpecError::Empty {
+                field: "kubeActions.allowlistConfigMap",
+                hint: "set spec.kubeActions.allowlistConfigMap to the ConfigMap holding the executor's allowlist (key allowlist.yaml), or remove spec.kubeActions",
+            });
+        }
+        if let Some(template) = &spec.template.spec
+            && let Err(e) = crate::runner::check_kube_actions_template(template)
+        {
+            errors.push(SpecError::KubeActionsTemplate(e));
+        }
     }
 
     if let Some(proxy) = &spec.proxy {

@@ -760,3 +760,26 @@ fn kube_actions_needs_an_allowlist_config_map() {
         );
     }
 }
+
+#[test]
+fn kube_actions_refuses_a_template_that_hands_out_a_token() {
+    let mut spec = valid_spec();
+    spec.template.spec.as_mut().unwrap().containers[0].volume_mounts =
+        Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+            name: "creds".into(),
+            mount_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+            ..Default::default()
+        }]);
+    // Without kubeActions the template is the user's business.
+    assert_eq!(validate(&spec), Ok(()));
+    spec.kube_actions = Some(KubeActionsExecutor {
+        allowlist_config_map: "ci-kube-actions".into(),
+        ..KubeActionsExecutor::default()
+    });
+    let errors = errors_of(&spec);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field(), "template.spec");
+    let text = errors[0].to_string();
+    assert!(text.contains("\"runner\""), "{text}");
+    assert!(text.contains("spec.kubeActions"), "{text}");
+}

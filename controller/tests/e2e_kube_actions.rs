@@ -5,12 +5,15 @@
 
 mod common;
 
-use common::scale_set::{SECRET, launch, only, stored_in};
+use common::scale_set::{SECRET, WAIT, launch, only, options, stored_in};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, VolumeMount};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use runway_controller::crd::KubeActionsExecutor;
+use runway_controller::scale_set::{SupervisorError, Totals, run_scale_set};
+use runway_sandbox::github::Endpoint;
 use runway_sandbox::test_namespace;
+use tokio::sync::watch;
 
 const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const ALLOWLIST: &str = "e2e-kube-actions";
@@ -130,8 +133,11 @@ async fn only_the_executor_gets_a_service_account_token() {
     s.shutdown().await.expect("run_scale_set ends cleanly");
 }
 
+/// The same check as the pod builder's, made before anything starts: the
+/// scale set is refused as an invalid spec (the manager shows it as
+/// `Ready=False`, reason `InvalidSpec`) and nothing is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_template_that_mounts_the_token_gets_no_runner() {
+async fn a_template_that_mounts_the_token_is_an_invalid_spec() {
     let ns = test_namespace().await;
     let fake = common::start_fake().await;
     let mut spec = common::scale_set_spec(&fake, SECRET, 1, Some(2));
@@ -146,12 +152,28 @@ async fn a_template_that_mounts_the_token_gets_no_runner() {
         ..VolumeMount::default()
     }]);
     let (ns, fake, rss) = stored_in(ns, fake, "e2e-kube-token", spec).await;
-    let mut s = launch(ns, fake, rss, |_| {}).await;
 
-    s.more_passes(3).await;
-    assert!(s.pod_names().await.is_empty(), "{:?}", s.pod_names().await);
-    assert!(s.registered().is_empty(), "{:?}", s.registered());
-    assert_eq!(s.jit_configs(), 0);
-
-    s.shutdown().await.expect("run_scale_set ends cleanly");
+    let (totals, _) = watch::channel(Totals::default());
+    let (_stop, stop_rx) = watch::channel(false);
+    let run = run_scale_set(ns.client(), rss, options(totals), stop_rx);
+    let error = tokio::time::timeout(WAIT, run)
+        .await
+        .expect("run_scale_set returns at once")
+        .expect_err("the spec is invalid");
+    assert!(
+        matches!(error, SupervisorError::InvalidSpec { .. }),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("container \"runner\""), "{text}");
+    assert!(text.contains(TOKEN_DIR), "{text}");
+    let pods: Api<Pod> = ns.api();
+    assert!(
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(fake.request_count(Endpoint::GenerateJitConfig), 0);
 }

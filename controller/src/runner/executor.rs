@@ -105,8 +105,9 @@ pub(super) fn add(
 }
 
 /// Refuses what would give a container other than the executor a token,
-/// and the executor's own names.
-fn check_template(spec: &PodSpec) -> Result<(), PodError> {
+/// and the executor's own names. Also run by `crd::validate`, so that the
+/// scale set shows the problem before any pod is built.
+pub(crate) fn check_template(spec: &PodSpec) -> Result<(), PodError> {
     let containers = spec
         .init_containers
         .iter()
