@@ -12,7 +12,7 @@
 //! checks the rest (cross-field rules, URL shapes, name characters) with
 //! messages that name the field to change.
 
-use k8s_openapi::api::core::v1::{ConfigMapKeySelector, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ConfigMapKeySelector, PodTemplateSpec, ResourceRequirements};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt};
@@ -155,6 +155,36 @@ pub struct RunnerScaleSetSpec {
     /// scale set). Wins over the template's `serviceAccountName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+
+    /// The Kubernetes-actions executor beside the job: when set, only a
+    /// `runway-executor` container in each runner pod holds a ServiceAccount
+    /// token, and job steps reach the API through it. The scale-set chart
+    /// sets it when `kubernetesActions` lists a resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_actions: Option<KubeActionsExecutor>,
+}
+
+/// `kubeActions`: the executor container added to every runner pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeActionsExecutor {
+    /// ConfigMap in the scale set's namespace holding the allowlist under
+    /// the key `allowlist.yaml`.
+    #[schemars(length(min = 1))]
+    pub allowlist_config_map: String,
+    /// The executor's image (it runs `runway serve --local`); the runner
+    /// container's image when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The executor's pull policy; the runner container's when `image` is
+    /// empty too, else the Kubernetes default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// The executor container's requests and limits.
+    // An open object in the schema, for the reasons given at `template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -341,6 +371,10 @@ pub enum SpecError {
         "template.spec.containers has no container named \"runner\"; the runner image must run in a container of that name"
     )]
     NoRunnerContainer,
+    /// A template that would hand a job a ServiceAccount token beside the
+    /// executor (the same check the pod builder makes).
+    #[error(transparent)]
+    KubeActionsTemplate(crate::runner::PodError),
     #[error("{field} {url:?} is not a valid URL: {reason}")]
     ProxyUrl {
         field: &'static str,
@@ -364,6 +398,7 @@ impl SpecError {
             SpecError::Label { .. } => "runnerScaleSetLabels",
             SpecError::UnsupportedContainerMode { .. } => "containerMode.type",
             SpecError::NoRunnerContainer => "template.spec.containers",
+            SpecError::KubeActionsTemplate(_) => "template.spec",
         }
     }
 }
@@ -437,6 +472,20 @@ pub fn validate(spec: &RunnerScaleSetSpec) -> Result<(), Vec<SpecError>> {
         .is_some_and(|s| s.containers.iter().any(|c| c.name == "runner"));
     if !has_runner {
         errors.push(SpecError::NoRunnerContainer);
+    }
+
+    if let Some(executor) = &spec.kube_actions {
+        if executor.allowlist_config_map.trim().is_empty() {
+            errors.push(SpecError::Empty {
+                field: "kubeActions.allowlistConfigMap",
+                hint: "set spec.kubeActions.allowlistConfigMap to the ConfigMap holding the executor's allowlist (key allowlist.yaml), or remove spec.kubeActions",
+            });
+        }
+        if let Some(template) = &spec.template.spec
+            && let Err(e) = crate::runner::check_kube_actions_template(template)
+        {
+            errors.push(SpecError::KubeActionsTemplate(e));
+        }
     }
 
     if let Some(proxy) = &spec.proxy {

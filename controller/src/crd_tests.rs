@@ -34,6 +34,7 @@ fn valid_spec() -> RunnerScaleSetSpec {
         proxy: None,
         github_server_tls: None,
         service_account_name: Some("runners".into()),
+        kube_actions: None,
     }
 }
 
@@ -682,4 +683,103 @@ fn any_spec_is_accepted_usable_or_refused_with_named_fields() {
     if let Err(failure) = result {
         panic!("{failure}");
     }
+}
+
+// --- kubeActions ---------------------------------------------------------------
+
+#[test]
+fn kube_actions_in_the_schema_needs_a_config_map_name() {
+    let executor = &spec_props()["kubeActions"];
+    assert_eq!(executor["type"], "object");
+    assert_eq!(executor["required"], json!(["allowlistConfigMap"]));
+    let props = &executor["properties"];
+    assert_eq!(props["allowlistConfigMap"]["minLength"], 1);
+    for field in ["image", "imagePullPolicy", "resources"] {
+        assert!(props[field].is_object(), "{field} missing");
+    }
+    // Like the template: the API server checks it on the pod.
+    assert_eq!(
+        props["resources"]["x-kubernetes-preserve-unknown-fields"],
+        true
+    );
+}
+
+#[test]
+fn kube_actions_round_trips_with_contract_names() {
+    let yaml = r#"
+githubConfigUrl: https://github.com/acme
+githubConfigSecret: gh
+template: {spec: {containers: [{name: runner, image: r}]}}
+kubeActions:
+  allowlistConfigMap: ci-kube-actions
+  image: ghcr.io/acme/runway:1
+  imagePullPolicy: IfNotPresent
+  resources: {limits: {memory: 64Mi}}
+"#;
+    let spec: RunnerScaleSetSpec = serde_yaml::from_str(yaml).unwrap();
+    let executor = spec.kube_actions.as_ref().unwrap();
+    assert_eq!(executor.allowlist_config_map, "ci-kube-actions");
+    assert_eq!(executor.image.as_deref(), Some("ghcr.io/acme/runway:1"));
+    assert_eq!(executor.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert!(executor.resources.as_ref().unwrap().limits.is_some());
+    assert_eq!(validate(&spec), Ok(()));
+    let json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(
+        json["kubeActions"],
+        json!({
+            "allowlistConfigMap": "ci-kube-actions",
+            "image": "ghcr.io/acme/runway:1",
+            "imagePullPolicy": "IfNotPresent",
+            "resources": {"limits": {"memory": "64Mi"}}
+        })
+    );
+    // Absent: not serialized at all (the stored object stays as it was).
+    assert!(
+        serde_json::to_value(valid_spec())
+            .unwrap()
+            .get("kubeActions")
+            .is_none()
+    );
+}
+
+#[test]
+fn kube_actions_needs_an_allowlist_config_map() {
+    for name in ["", "  "] {
+        let mut spec = valid_spec();
+        spec.kube_actions = Some(KubeActionsExecutor {
+            allowlist_config_map: name.into(),
+            ..KubeActionsExecutor::default()
+        });
+        let errors = errors_of(&spec);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field(), "kubeActions.allowlistConfigMap");
+        let text = errors[0].to_string();
+        assert!(
+            text.contains("spec.kubeActions.allowlistConfigMap"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn kube_actions_refuses_a_template_that_hands_out_a_token() {
+    let mut spec = valid_spec();
+    spec.template.spec.as_mut().unwrap().containers[0].volume_mounts =
+        Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+            name: "creds".into(),
+            mount_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+            ..Default::default()
+        }]);
+    // Without kubeActions the template is the user's business.
+    assert_eq!(validate(&spec), Ok(()));
+    spec.kube_actions = Some(KubeActionsExecutor {
+        allowlist_config_map: "ci-kube-actions".into(),
+        ..KubeActionsExecutor::default()
+    });
+    let errors = errors_of(&spec);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field(), "template.spec");
+    let text = errors[0].to_string();
+    assert!(text.contains("\"runner\""), "{text}");
+    assert!(text.contains("spec.kubeActions"), "{text}");
 }

@@ -78,6 +78,7 @@ fn spec() -> RunnerScaleSetSpec {
         proxy: None,
         github_server_tls: None,
         service_account_name: Some("runners".into()),
+        kube_actions: None,
     }
 }
 

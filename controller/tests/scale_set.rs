@@ -34,6 +34,7 @@ fn object(
         proxy: None,
         github_server_tls: None,
         service_account_name: None,
+        kube_actions: None,
     };
     let mut object = RunnerScaleSet::new(name, spec);
     object.metadata.namespace = Some(namespace.into());

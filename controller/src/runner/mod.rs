@@ -9,6 +9,7 @@ mod create;
 pub mod demand;
 mod dind;
 pub mod ended;
+mod executor;
 pub mod outcome;
 pub mod pod;
 pub mod reconcile;
@@ -17,6 +18,7 @@ pub mod start;
 pub mod state;
 
 pub use demand::Demand;
+pub(crate) use executor::check_template as check_kube_actions_template;
 pub use pod::{
     PodError, RunnerPod, SidecarSupport, busy_annotations, has_irsa, is_busy, is_controlled_by,
     is_outdated, jit_secret, jit_secret_name, mark_busy, template_hash,

@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::{
     BUSY_ANNOTATION, DO_NOT_DISRUPT_ANNOTATION, JIT_CONFIG_ENV, JIT_CONFIG_KEY, MANAGED_BY,
     MANAGED_BY_LABEL, REGISTRATION_FINALIZER, RUNNER_CONTAINER, RUNNER_ID_ANNOTATION,
-    RUNNER_NAME_LABEL, SCALE_SET_LABEL, TEMPLATE_HASH_ANNOTATION, dind,
+    RUNNER_NAME_LABEL, SCALE_SET_LABEL, TEMPLATE_HASH_ANNOTATION, dind, executor,
 };
 use crate::crd::{RunnerScaleSet, RunnerScaleSetSpec};
 
@@ -49,6 +49,18 @@ pub enum PodError {
     PodNotCreated { pod: String },
     #[error("pod {pod:?} has no runner container reading {JIT_CONFIG_ENV} from a Secret")]
     NoJitSecretRef { pod: String },
+    #[error(
+        "template.spec container {container:?} mounts a volume at {path:?}, the ServiceAccount token's place; with spec.kubeActions only the runway-executor container may hold a token: remove the mount"
+    )]
+    TokenMount { container: String, path: String },
+    #[error(
+        "template.spec.volumes {volume:?} projects a serviceAccountToken; with spec.kubeActions only the runway-executor container may hold a token: remove the volume"
+    )]
+    TokenVolume { volume: String },
+    #[error(
+        "template.spec has a {what} named {name:?}, a name spec.kubeActions adds to runner pods: rename it"
+    )]
+    ReservedName { what: &'static str, name: String },
 }
 
 /// Whether the API server runs native sidecars (init containers with
@@ -178,6 +190,9 @@ impl<'a> RunnerPod<'a> {
         }
         if rss.spec.is_dind() && !dind::has_hand_written_dind(&spec) {
             dind::add(&mut spec, runner_index, self.sidecars);
+        }
+        if let Some(config) = &rss.spec.kube_actions {
+            executor::add(&mut spec, runner_index, config, self.sidecars)?;
         }
 
         let template_meta = template.metadata.clone().unwrap_or_default();
@@ -323,6 +338,9 @@ struct HashInput<'a> {
     template: &'a k8s_openapi::api::core::v1::PodTemplateSpec,
     container_mode: &'a Option<crate::crd::ContainerMode>,
     service_account_name: &'a Option<String>,
+    // Skipped when empty: pods without the executor keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kube_actions: Option<&'a crate::crd::KubeActionsExecutor>,
 }
 
 /// A stable hash (16 hex digits) of the scale set inputs a runner pod is
@@ -335,6 +353,7 @@ pub fn template_hash(spec: &RunnerScaleSetSpec) -> String {
         template: &spec.template,
         container_mode: &spec.container_mode,
         service_account_name: &spec.service_account_name,
+        kube_actions: spec.kube_actions.as_ref(),
     };
     // Serialising plain data with string map keys cannot fail.
     let bytes = serde_json::to_vec(&input).unwrap_or_default();

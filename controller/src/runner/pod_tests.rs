@@ -1,9 +1,11 @@
 use k8s_openapi::api::core::v1::{
-    Container, EphemeralVolumeSource, PodTemplateSpec, Volume, VolumeMount,
+    Container, EphemeralVolumeSource, ObjectFieldSelector, PodTemplateSpec, ProjectedVolumeSource,
+    ResourceRequirements, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::*;
-use crate::crd::{ContainerMode, ContainerModeType};
+use crate::crd::{ContainerMode, ContainerModeType, KubeActionsExecutor};
 use crate::runner::dind::{DIND_CONTAINER, DIND_IMAGE, EXTERNALS_INIT_CONTAINER};
 
 const RUNNER_IMAGE: &str = "ghcr.io/actions/actions-runner:2.330.0";
@@ -43,6 +45,7 @@ fn scale_set(dind: bool) -> RunnerScaleSet {
         proxy: None,
         github_server_tls: None,
         service_account_name: Some("runners".into()),
+        kube_actions: None,
     };
     let mut rss = RunnerScaleSet::new("arm", spec);
     rss.metadata.namespace = Some("ci".into());
@@ -721,4 +724,550 @@ fn irsa_detection() {
         ..Container::default()
     });
     assert!(!has_irsa(&other));
+}
+
+// --- the Kubernetes-actions executor -------------------------------------------------
+
+const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn kube_actions() -> KubeActionsExecutor {
+    KubeActionsExecutor {
+        allowlist_config_map: "ci-kube-actions".into(),
+        ..KubeActionsExecutor::default()
+    }
+}
+
+fn with_executor(dind: bool) -> RunnerScaleSet {
+    let mut rss = scale_set(dind);
+    rss.spec.kube_actions = Some(kube_actions());
+    rss
+}
+
+fn try_build(rss: &RunnerScaleSet) -> Result<Pod, PodError> {
+    RunnerPod::new(rss, "arm-runner-abcde")
+        .with_sidecar_support(SidecarSupport::Plain)
+        .build()
+}
+
+fn field_path<'c>(c: &'c Container, name: &str) -> Option<&'c str> {
+    c.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.field_ref.as_ref())
+        .map(|f| f.field_path.as_str())
+}
+
+fn volume<'p>(pod: &'p Pod, name: &str) -> &'p Volume {
+    spec_of(pod)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no volume {name}"))
+}
+
+/// Every container of the pod but the executor: none may see a token.
+fn assert_only_the_executor_holds_a_token(pod: &Pod) {
+    let spec = spec_of(pod);
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        let token_mounts: Vec<_> = mounts(c)
+            .into_iter()
+            .filter(|(name, path)| {
+                *name == "runway-kube-api" || std::path::Path::new(path).starts_with(TOKEN_DIR)
+            })
+            .collect();
+        if c.name == "runway-executor" {
+            assert_eq!(token_mounts, [("runway-kube-api", TOKEN_DIR)]);
+        } else {
+            assert!(token_mounts.is_empty(), "{}: {token_mounts:?}", c.name);
+        }
+    }
+}
+
+fn assert_executor_wiring(pod: &Pod) {
+    assert_only_the_executor_holds_a_token(pod);
+    let executor = container(pod, "runway-executor");
+    assert_eq!(executor.image.as_deref(), Some(RUNNER_IMAGE));
+    assert_eq!(
+        executor.command.as_deref().unwrap(),
+        [
+            "runway",
+            "serve",
+            "--local",
+            "/var/run/runway/kube.sock",
+            "--allowlist",
+            "/etc/runway/kube-actions/allowlist.yaml"
+        ]
+    );
+    assert_eq!(
+        field_path(executor, "RUNWAY_NAMESPACE"),
+        Some("metadata.namespace")
+    );
+    assert_eq!(
+        field_path(executor, "RUNWAY_RUNNER_NAME"),
+        Some("metadata.name")
+    );
+    assert_eq!(
+        mounts(executor),
+        [
+            ("runway-kube-api", TOKEN_DIR),
+            ("runway-executor", "/var/run/runway"),
+            ("runway-kube-actions", "/etc/runway/kube-actions")
+        ]
+    );
+    let read_only: Vec<_> = executor
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.read_only)
+        .collect();
+    assert_eq!(read_only, [Some(true), None, Some(true)]);
+    let security = executor.security_context.as_ref().unwrap();
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        security.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
+    assert_eq!(security.privileged, None);
+
+    let runner = container(pod, "runner");
+    assert!(mounts(runner).contains(&("runway-executor", "/var/run/runway")));
+    assert_eq!(
+        env_value(runner, "RUNWAY_KUBE_EXECUTOR"),
+        Some("/var/run/runway/kube.sock")
+    );
+    assert_eq!(
+        field_path(runner, "RUNWAY_NAMESPACE"),
+        Some("metadata.namespace")
+    );
+    assert_eq!(
+        field_path(runner, "RUNWAY_RUNNER_NAME"),
+        Some("metadata.name")
+    );
+
+    let sources = volume(pod, "runway-kube-api")
+        .projected
+        .as_ref()
+        .unwrap()
+        .sources
+        .as_ref()
+        .unwrap();
+    let token = sources[0].service_account_token.as_ref().unwrap();
+    assert_eq!(
+        (
+            token.path.as_str(),
+            token.expiration_seconds,
+            &token.audience
+        ),
+        ("token", Some(3607), &None)
+    );
+    let ca = sources[1].config_map.as_ref().unwrap();
+    assert_eq!(ca.name, "kube-root-ca.crt");
+    let ca_items = ca.items.as_ref().unwrap();
+    assert_eq!(
+        (ca_items[0].key.as_str(), ca_items[0].path.as_str()),
+        ("ca.crt", "ca.crt")
+    );
+    let namespace = &sources[2]
+        .downward_api
+        .as_ref()
+        .unwrap()
+        .items
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(namespace.path, "namespace");
+    assert_eq!(
+        namespace.field_ref.as_ref().unwrap().field_path,
+        "metadata.namespace"
+    );
+    assert_eq!(sources.len(), 3);
+    assert!(volume(pod, "runway-executor").empty_dir.is_some());
+    let allowlist = volume(pod, "runway-kube-actions")
+        .config_map
+        .as_ref()
+        .unwrap();
+    assert_eq!(allowlist.name, "ci-kube-actions");
+}
+
+#[test]
+fn executor_on_1_20_is_a_plain_container() {
+    let pod = build(
+        &with_executor(false),
+        SidecarSupport::for_version("1", "20"),
+    );
+    assert_eq!(
+        names(&spec_of(&pod).containers),
+        ["runner", "runway-executor"]
+    );
+    assert!(init_names(&pod).is_empty());
+    assert_eq!(container(&pod, "runway-executor").restart_policy, None);
+    assert_eq!(
+        volume_names(&pod),
+        ["runway-kube-api", "runway-executor", "runway-kube-actions"]
+    );
+    assert_executor_wiring(&pod);
+}
+
+#[test]
+fn executor_on_1_29_is_the_first_native_sidecar() {
+    let mut rss = with_executor(false);
+    rss.spec.template.spec.as_mut().unwrap().init_containers = Some(vec![Container {
+        name: "setup".into(),
+        image: Some("busybox".into()),
+        ..Container::default()
+    }]);
+    let pod = build(&rss, SidecarSupport::for_version("1", "29"));
+    assert_eq!(names(&spec_of(&pod).containers), ["runner"]);
+    assert_eq!(init_names(&pod), ["runway-executor", "setup"]);
+    assert_eq!(
+        container(&pod, "runway-executor").restart_policy.as_deref(),
+        Some("Always")
+    );
+    assert_executor_wiring(&pod);
+    assert_eq!(spec_of(&pod).restart_policy.as_deref(), Some("Never"));
+}
+
+#[test]
+fn executor_beside_dind_in_both_shapes() {
+    let plain = build(&with_executor(true), SidecarSupport::Plain);
+    assert_eq!(
+        names(&spec_of(&plain).containers),
+        ["runner", "dind", "runway-executor"]
+    );
+    assert_eq!(init_names(&plain), ["init-dind-externals"]);
+    let native = build(&with_executor(true), SidecarSupport::Native);
+    assert_eq!(names(&spec_of(&native).containers), ["runner"]);
+    assert_eq!(
+        init_names(&native),
+        ["runway-executor", "init-dind-externals", "dind"]
+    );
+    for pod in [&plain, &native] {
+        assert_executor_wiring(pod);
+        // The socket directory sits inside dind's /var/run volume: both
+        // mounts, the deeper one a volume of its own.
+        assert_eq!(
+            mounts(container(pod, "runner")),
+            [
+                ("work", "/home/runner/_work"),
+                ("dind-sock", "/var/run"),
+                ("runway-executor", "/var/run/runway")
+            ]
+        );
+        assert_eq!(
+            volume_names(pod),
+            [
+                "work",
+                "dind-sock",
+                "dind-externals",
+                "runway-kube-api",
+                "runway-executor",
+                "runway-kube-actions"
+            ]
+        );
+        assert!(
+            !mounts(container(pod, "dind"))
+                .iter()
+                .any(|(n, _)| n.starts_with("runway"))
+        );
+    }
+}
+
+#[test]
+fn executor_image_pull_policy_and_resources() {
+    let mut rss = with_executor(false);
+    rss.spec.template.spec.as_mut().unwrap().containers[0].image_pull_policy = Some("Never".into());
+    let pod = build(&rss, SidecarSupport::Plain);
+    let executor = container(&pod, "runway-executor");
+    assert_eq!(executor.image.as_deref(), Some(RUNNER_IMAGE));
+    assert_eq!(executor.image_pull_policy.as_deref(), Some("Never"));
+    assert_eq!(executor.resources, None);
+
+    // An image of its own does not borrow the runner's pull policy.
+    let resources = ResourceRequirements {
+        limits: Some(BTreeMap::from([("memory".into(), Quantity("64Mi".into()))])),
+        ..ResourceRequirements::default()
+    };
+    rss.spec.kube_actions = Some(KubeActionsExecutor {
+        image: Some("ghcr.io/acme/runway:1.2".into()),
+        resources: Some(resources.clone()),
+        ..kube_actions()
+    });
+    let pod = build(&rss, SidecarSupport::Plain);
+    let executor = container(&pod, "runway-executor");
+    assert_eq!(executor.image.as_deref(), Some("ghcr.io/acme/runway:1.2"));
+    assert_eq!(executor.image_pull_policy, None);
+    assert_eq!(executor.resources.as_ref(), Some(&resources));
+
+    rss.spec.kube_actions.as_mut().unwrap().image_pull_policy = Some("IfNotPresent".into());
+    let pod = build(&rss, SidecarSupport::Plain);
+    let executor = container(&pod, "runway-executor");
+    assert_eq!(executor.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    // The runner keeps its own.
+    assert_eq!(
+        container(&pod, "runner").image_pull_policy.as_deref(),
+        Some("Never")
+    );
+}
+
+#[test]
+fn executor_gets_the_api_address_the_template_sets_literally() {
+    let literal = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    };
+    let mut rss = with_executor(false);
+    rss.spec.template.spec.as_mut().unwrap().containers[0].env = Some(vec![
+        literal("KUBERNETES_SERVICE_HOST", "10.200.0.1"),
+        literal("KUBERNETES_SERVICE_PORT", "6443"),
+        literal("HTTPS_PROXY", "http://proxy:3128"),
+        // A stale executor address from the template is replaced.
+        literal("RUNWAY_KUBE_EXECUTOR", "/tmp/elsewhere.sock"),
+    ]);
+    let pod = build(&rss, SidecarSupport::Plain);
+    let executor = container(&pod, "runway-executor");
+    let names: Vec<_> = executor
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "RUNWAY_NAMESPACE",
+            "RUNWAY_RUNNER_NAME",
+            "KUBERNETES_SERVICE_HOST",
+            "KUBERNETES_SERVICE_PORT"
+        ]
+    );
+    assert_eq!(
+        env_value(executor, "KUBERNETES_SERVICE_HOST"),
+        Some("10.200.0.1")
+    );
+    assert_eq!(env_value(executor, "KUBERNETES_SERVICE_PORT"), Some("6443"));
+    let runner = container(&pod, "runner");
+    assert_eq!(
+        env_value(runner, "RUNWAY_KUBE_EXECUTOR"),
+        Some("/var/run/runway/kube.sock")
+    );
+    let executor_vars = runner
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == "RUNWAY_KUBE_EXECUTOR")
+        .count();
+    assert_eq!(executor_vars, 1);
+
+    // Only literal values: a reference the executor could not resolve the
+    // same way is not copied.
+    rss.spec.template.spec.as_mut().unwrap().containers[0].env = Some(vec![EnvVar {
+        name: "KUBERNETES_SERVICE_HOST".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.hostIP".into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }]);
+    let pod = build(&rss, SidecarSupport::Plain);
+    assert_eq!(
+        container(&pod, "runway-executor")
+            .env
+            .as_ref()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn executor_refuses_templates_that_hand_out_a_token() {
+    let token_mount = |path: &str| VolumeMount {
+        name: "creds".into(),
+        mount_path: path.into(),
+        ..VolumeMount::default()
+    };
+    let side = |mounts: Vec<VolumeMount>| Container {
+        name: "side".into(),
+        image: Some("busybox".into()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    type Edit = Box<dyn Fn(&mut PodSpec)>;
+    let refused: Vec<(&str, Edit, PodError)> = vec![
+        (
+            "runner mounts the token path",
+            Box::new(move |s: &mut PodSpec| {
+                s.containers[0].volume_mounts = Some(vec![token_mount(TOKEN_DIR)]);
+            }),
+            PodError::TokenMount {
+                container: "runner".into(),
+                path: TOKEN_DIR.into(),
+            },
+        ),
+        (
+            "a sidecar mounts a file under it, spelled oddly",
+            Box::new(move |s: &mut PodSpec| {
+                s.containers.push(side(vec![token_mount(
+                    "/var/run/secrets//kubernetes.io/./x/../serviceaccount/token",
+                )]));
+            }),
+            PodError::TokenMount {
+                container: "side".into(),
+                path: "/var/run/secrets//kubernetes.io/./x/../serviceaccount/token".into(),
+            },
+        ),
+        (
+            "an init container, trailing slash",
+            Box::new(move |s: &mut PodSpec| {
+                s.init_containers = Some(vec![side(vec![token_mount(
+                    "/var/run/secrets/kubernetes.io/serviceaccount/",
+                )])]);
+            }),
+            PodError::TokenMount {
+                container: "side".into(),
+                path: "/var/run/secrets/kubernetes.io/serviceaccount/".into(),
+            },
+        ),
+        (
+            "a projected token volume",
+            Box::new(|s: &mut PodSpec| {
+                s.volumes = Some(vec![Volume {
+                    name: "my-token".into(),
+                    projected: Some(ProjectedVolumeSource {
+                        sources: Some(vec![VolumeProjection {
+                            service_account_token: Some(ServiceAccountTokenProjection {
+                                path: "t".into(),
+                                ..ServiceAccountTokenProjection::default()
+                            }),
+                            ..VolumeProjection::default()
+                        }]),
+                        ..ProjectedVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                }]);
+            }),
+            PodError::TokenVolume {
+                volume: "my-token".into(),
+            },
+        ),
+        (
+            "a volume named like the executor's",
+            Box::new(|s: &mut PodSpec| {
+                s.volumes = Some(vec![Volume {
+                    name: "runway-kube-api".into(),
+                    ..Volume::default()
+                }]);
+            }),
+            PodError::ReservedName {
+                what: "volume",
+                name: "runway-kube-api".into(),
+            },
+        ),
+        (
+            "a container named like the executor",
+            Box::new(move |s: &mut PodSpec| {
+                s.containers.push(Container {
+                    name: "runway-executor".into(),
+                    ..side(vec![])
+                });
+            }),
+            PodError::ReservedName {
+                what: "container",
+                name: "runway-executor".into(),
+            },
+        ),
+    ];
+    for (case, edit, expected) in refused {
+        let mut rss = with_executor(false);
+        edit(rss.spec.template.spec.as_mut().unwrap());
+        let error = try_build(&rss).expect_err(case);
+        assert_eq!(error, expected, "{case}");
+        let text = error.to_string();
+        assert!(text.contains("spec.kubeActions"), "{case}: {text}");
+        // Without the executor the same template builds as before.
+        rss.spec.kube_actions = None;
+        assert!(try_build(&rss).is_ok(), "{case}");
+    }
+
+    // Neighbours of the token path are not the token path.
+    let mut rss = with_executor(false);
+    rss.spec.template.spec.as_mut().unwrap().containers[0].volume_mounts = Some(vec![
+        token_mount("/var/run/secrets/eks.amazonaws.com/serviceaccount"),
+        VolumeMount {
+            name: "other".into(),
+            ..token_mount("/var/run/secrets/kubernetes.io/serviceaccountx")
+        },
+    ]);
+    let pod = try_build(&rss).expect("neighbouring paths build");
+    assert_only_the_executor_holds_a_token(&pod);
+}
+
+#[test]
+fn a_template_that_asks_for_the_token_gets_none() {
+    let mut rss = with_executor(false);
+    rss.spec
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .automount_service_account_token = Some(true);
+    let pod = build(&rss, SidecarSupport::Plain);
+    assert_eq!(spec_of(&pod).automount_service_account_token, Some(false));
+}
+
+#[test]
+fn without_kube_actions_nothing_of_the_executor() {
+    for dind in [false, true] {
+        let pod = build(&scale_set(dind), SidecarSupport::Native);
+        let spec = spec_of(&pod);
+        assert_eq!(spec.automount_service_account_token, None);
+        assert!(!volume_names(&pod).iter().any(|v| v.starts_with("runway")));
+        let runner = container(&pod, "runner");
+        assert!(env_value(runner, "RUNWAY_KUBE_EXECUTOR").is_none());
+        assert!(!init_names(&pod).contains(&"runway-executor"));
+        assert!(!names(&spec.containers).contains(&"runway-executor"));
+    }
+}
+
+#[test]
+fn template_hash_without_kube_actions_is_what_it_was() {
+    // Computed by the builder before spec.kubeActions existed: runners of
+    // scale sets without it are not replaced by the upgrade.
+    assert_eq!(template_hash(&scale_set(false).spec), "9f58d602b19d8949");
+    assert_eq!(template_hash(&scale_set(true).spec), "03c7dace7c49c653");
+}
+
+#[test]
+fn template_hash_follows_kube_actions() {
+    let base = with_executor(false).spec;
+    let hash = template_hash(&base);
+    assert_ne!(hash, template_hash(&scale_set(false).spec));
+    let edits: [fn(&mut KubeActionsExecutor); 4] = [
+        |k| k.allowlist_config_map = "other".into(),
+        |k| k.image = Some("ghcr.io/acme/runway:2".into()),
+        |k| k.image_pull_policy = Some("Always".into()),
+        |k| {
+            k.resources = Some(ResourceRequirements {
+                requests: Some(BTreeMap::from([("cpu".into(), Quantity("10m".into()))])),
+                ..ResourceRequirements::default()
+            })
+        },
+    ];
+    for (i, edit) in edits.into_iter().enumerate() {
+        let mut changed = base.clone();
+        edit(changed.kube_actions.as_mut().unwrap());
+        assert_ne!(template_hash(&changed), hash, "edit {i}");
+    }
 }

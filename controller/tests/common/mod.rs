@@ -381,5 +381,6 @@ pub fn scale_set_spec(
         proxy: None,
         github_server_tls: None,
         service_account_name: None,
+        kube_actions: None,
     }
 }
