@@ -22,7 +22,9 @@ use kube::api::{DynamicObject, ListParams};
 use runway_sandbox::github::{FakeGitHub, FakeOptions, JobReport, NewJob};
 use runway_sandbox::{node_test_namespace, shared_node, wait};
 use serde_json::json;
-use support::{helm_install, install_controller_chart, rss_api, start_chart_controller};
+use support::{
+    helm_install, helm_uninstall, install_controller_chart, rss_api, start_chart_controller,
+};
 
 const RELEASE: &str = "guarded";
 const PAT: &str = "ghp_kubeBoundaryExample";
@@ -154,24 +156,40 @@ async fn a_job_step_holds_no_token_and_acts_only_through_the_executor() {
             .unwrap_or_else(|e| panic!("{e}\n{}", controller.tail()));
     let output = report.output_tail.join("\n");
     assert_eq!(report.result, "succeeded", "{output}");
-    assert!(output.contains("no-token-file"), "{output}");
-    assert!(!output.contains("token-present"), "{output}");
+    // The runner echoes each step's command: look at whole lines of output.
+    let said = |line: &str| report.output_tail.iter().any(|l| l.trim() == line);
+    assert!(said("no-token-file"), "{output}");
+    assert!(!said("token-present"), "{output}");
     // No credential: the API server says who you are not (401) or what
     // anonymous may not do (403).
     assert!(
-        output.contains("401 Unauthorized") || output.contains("403 Forbidden"),
+        said("wget: server returned error: HTTP/1.1 401 Unauthorized")
+            || said("wget: server returned error: HTTP/1.1 403 Forbidden"),
         "{output}"
     );
     assert!(
-        output.contains(&format!("pod {}/{runner_name}", team.name())),
+        said(&format!("pod {}/{runner_name}", team.name())),
         "{output}"
     );
-    assert!(output.contains("get-exit=0"), "{output}");
-    assert!(output.contains("list-exit=0"), "{output}");
-    assert!(output.contains("delete-exit=3"), "{output}");
+    assert!(said("get-exit=0"), "{output}");
+    assert!(said("list-exit=0"), "{output}");
+    assert!(said("delete-exit=3"), "{output}");
     assert!(
         output.contains("add \"delete\" to `kubernetesActions.pods`"),
         "{output}"
     );
     controller.assert_alive();
+
+    // Uninstalled, the release leaves no runner pod behind on the node.
+    helm_uninstall(RELEASE, team.name(), &kubeconfig).await;
+    wait::until("no runner pod left", WAIT, || async {
+        let left = pods
+            .list(&ListParams::default().labels(SCALE_SET_LABEL))
+            .await
+            .ok()?;
+        left.items.is_empty().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", controller.tail()));
+    controller.stop().await;
 }
