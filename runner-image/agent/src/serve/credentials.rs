@@ -69,8 +69,10 @@ struct TokenFile {
     stamp: Mutex<Option<Stamp>>,
 }
 
+/// What tells a mounted file changed: a Secret's update swaps the file
+/// (new inode) and may keep its time and size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
+pub(super) struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
@@ -153,7 +155,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn stat(path: &Path) -> std::io::Result<Stamp> {
+pub(super) fn stat(path: &Path) -> std::io::Result<Stamp> {
     let meta = std::fs::metadata(path)?;
     Ok(Stamp {
         modified: meta.modified().ok(),

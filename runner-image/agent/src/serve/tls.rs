@@ -10,15 +10,15 @@
 //! previous certificate kept, and loading is tried again on the next
 //! connection.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
+
+use super::credentials::{Stamp, stat};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -60,13 +60,6 @@ struct Loaded {
     acceptor: TlsAcceptor,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
 impl TlsFiles {
     /// Reads both files; any problem names its flag.
     pub fn load(cert: &Path, key: &Path) -> Result<TlsFiles, TlsError> {
@@ -97,15 +90,6 @@ impl TlsFiles {
         }
         loaded.acceptor.clone()
     }
-}
-
-fn stat(path: &Path) -> std::io::Result<Stamp> {
-    let meta = std::fs::metadata(path)?;
-    Ok(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        inode: meta.ino(),
-    })
 }
 
 fn read(cert: &Path, key: &Path) -> Result<((Stamp, Stamp), TlsAcceptor), TlsError> {
