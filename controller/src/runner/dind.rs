@@ -9,10 +9,10 @@
 //! waits for the socket with `RUNNER_WAIT_FOR_DOCKER_IN_SECONDS`).
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, ExecAction, PodSpec, Probe, SecurityContext, Volume,
-    VolumeMount,
+    Container, EmptyDirVolumeSource, ExecAction, PodSpec, Probe, SecurityContext, Volume,
 };
 
+use super::parts::{env, mount};
 use super::pod::SidecarSupport;
 
 pub(super) const DIND_CONTAINER: &str = "dind";
@@ -63,7 +63,7 @@ pub(super) fn add(spec: &mut PodSpec, runner_index: usize, sidecars: SidecarSupp
             format!("{EXTERNALS_DIR}/."),
             format!("{EXTERNALS_COPY_DIR}/"),
         ]),
-        volume_mounts: Some(vec![mount("dind-externals", EXTERNALS_COPY_DIR)]),
+        volume_mounts: Some(vec![mount("dind-externals", EXTERNALS_COPY_DIR, false)]),
         ..Container::default()
     };
     let init = spec.init_containers.get_or_insert_with(Vec::new);
@@ -106,27 +106,11 @@ fn daemon_container() -> Container {
             ..SecurityContext::default()
         }),
         volume_mounts: Some(vec![
-            mount("work", WORK_DIR),
-            mount("dind-sock", "/var/run"),
-            mount("dind-externals", EXTERNALS_DIR),
+            mount("work", WORK_DIR, false),
+            mount("dind-sock", "/var/run", false),
+            mount("dind-externals", EXTERNALS_DIR, false),
         ]),
         ..Container::default()
-    }
-}
-
-fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..EnvVar::default()
-    }
-}
-
-fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        ..VolumeMount::default()
     }
 }
 
@@ -143,7 +127,7 @@ fn add_mount(container: &mut Container, name: &str, path: &str) {
         .iter()
         .any(|m| m.name == name || m.mount_path == path)
     {
-        mounts.push(mount(name, path));
+        mounts.push(mount(name, path, false));
     }
 }
 

@@ -19,9 +19,10 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, DownwardAPIProjection,
     DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
     ObjectFieldSelector, PodSpec, ProjectedVolumeSource, SecurityContext,
-    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    ServiceAccountTokenProjection, Volume, VolumeProjection,
 };
 
+use super::parts::{env, mount};
 use super::pod::{PodError, SidecarSupport};
 use crate::crd::KubeActionsExecutor;
 
@@ -69,7 +70,7 @@ pub(super) fn add(
     let mounts = runner.volume_mounts.get_or_insert_with(Vec::new);
     mounts.retain(|m| m.mount_path != SOCKET_DIR);
     mounts.push(mount(SOCKET_VOLUME, SOCKET_DIR, false));
-    set_env(runner, literal(KUBE_EXECUTOR_ENV, SOCKET_PATH));
+    set_env(runner, env(KUBE_EXECUTOR_ENV, SOCKET_PATH));
     set_env(runner, field(NAMESPACE_ENV, "metadata.namespace"));
     set_env(runner, field(RUNNER_NAME_ENV, "metadata.name"));
 
@@ -279,14 +280,6 @@ fn object_field(path: &str) -> ObjectFieldSelector {
     }
 }
 
-fn literal(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..EnvVar::default()
-    }
-}
-
 fn field(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -304,13 +297,4 @@ fn set_env(container: &mut Container, var: EnvVar) {
     let env = container.env.get_or_insert_with(Vec::new);
     env.retain(|e| e.name != var.name);
     env.push(var);
-}
-
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        read_only: read_only.then_some(true),
-        ..VolumeMount::default()
-    }
 }

@@ -11,6 +11,7 @@ mod dind;
 pub mod ended;
 mod executor;
 pub mod outcome;
+mod parts;
 pub mod pod;
 pub mod reconcile;
 pub mod registry;

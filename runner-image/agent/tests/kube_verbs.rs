@@ -866,6 +866,15 @@ async fn run_payload_through_the_executor_runs_once_with_claims_of_its_own() {
     pods.create(&PostParams::default(), &pod("victim", json!({"app": "v"})))
         .await
         .unwrap();
+    // Audited by the executor as the job that sent it.
+    let log = s.executor_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"audit\"") && l.contains("job-payload-1"))
+        .unwrap_or_else(|| panic!("an audit line for the payload in:\n{log}"));
+    for needle in ["acme-corp/app", "4242", "rs-runner-x"] {
+        assert!(line.contains(needle), "{needle} in {line}");
+    }
     let second = s.kube(&["run-payload", path]).await;
     let report: Value = serde_json::from_str(second.ok()).unwrap();
     assert_eq!(report["results"][0]["status"], "skipped", "{report}");

@@ -454,7 +454,8 @@ async fn run_payload_file(
     let payload = super::payload::Payload::from_json(&bytes)
         .map_err(|e| ActionError::BadInput(format!("{}: {e}", file.display())))?;
     if let Some(socket) = executor {
-        let report = socket.run_payload(bytes, global.timeout).await?;
+        let audit = AuditContext::from_env("payload");
+        let report = socket.run_payload(bytes, &audit, global.timeout).await?;
         return Ok(print_report(&report));
     }
     let allowlist = Allowlist::load(global.allowlist.as_deref())?;

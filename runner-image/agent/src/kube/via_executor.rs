@@ -21,7 +21,7 @@ use super::action::{Action, Outcome};
 use super::audit::AuditContext;
 use super::error::ActionError;
 use super::run_payload::PayloadReport;
-use super::wire::{Job, MAX_MESSAGE, Reply, Request, WireAction};
+use super::wire::{JOB_HEADER, Job, MAX_MESSAGE, Reply, Request, WireAction};
 
 /// Where the executor's socket is, set on runner containers.
 pub const EXECUTOR_ENV: &str = "RUNWAY_KUBE_EXECUTOR";
@@ -81,14 +81,17 @@ impl ExecutorSocket {
         }
     }
 
-    /// Runs a payload in the executor (claims in its state ConfigMap).
+    /// Runs a payload in the executor (claims in its state ConfigMap),
+    /// audited as the job of `audit`.
     pub async fn run_payload(
         &self,
         payload: Vec<u8>,
+        audit: &AuditContext,
         wait: Duration,
     ) -> Result<PayloadReport, ActionError> {
+        let job = Job::from_context(audit).to_header();
         let (status, answer) = self
-            .post("/v1/actions", payload, wait, "run-payload")
+            .post_with("/v1/actions", payload, Some(&job), wait, "run-payload")
             .await?;
         if status.is_success() {
             return serde_json::from_slice(&answer)
@@ -155,6 +158,18 @@ impl ExecutorSocket {
         wait: Duration,
         action: &str,
     ) -> Result<(StatusCode, axum::body::Bytes), ActionError> {
+        self.post_with(path, body, None, wait, action).await
+    }
+
+    /// [`ExecutorSocket::post`], with the job's [`JOB_HEADER`] when given.
+    async fn post_with(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        job: Option<&str>,
+        wait: Duration,
+        action: &str,
+    ) -> Result<(StatusCode, axum::body::Bytes), ActionError> {
         let exchange = async {
             let stream = self.connect(action).await?;
             let (mut sender, connection) =
@@ -162,9 +177,13 @@ impl ExecutorSocket {
                     .await
                     .map_err(|e| self.unreachable(action, e))?;
             let connection = tokio::spawn(connection);
-            let request = HttpRequest::post(path)
+            let mut request = HttpRequest::post(path)
                 .header(header::HOST, "runway-executor")
-                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_TYPE, "application/json");
+            if let Some(job) = job {
+                request = request.header(JOB_HEADER, job);
+            }
+            let request = request
                 .body(Body::from(body))
                 .map_err(|e| self.unreachable(action, e))?;
             let response = sender

@@ -20,6 +20,9 @@ use super::error::ActionError;
 
 /// The largest request or answer either side reads.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// The header that labels a payload sent to the executor with its job
+/// (base64url of [`Job`]'s JSON: GITHUB_* values need not be ASCII).
+pub const JOB_HEADER: &str = "x-runway-job";
 
 /// One action from a job step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -208,6 +211,23 @@ impl WireAction {
 }
 
 impl Job {
+    /// The [`JOB_HEADER`] value for this job.
+    pub fn to_header(&self) -> String {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// The job a [`JOB_HEADER`] value names; None for anything else (an
+    /// audit label is never worth refusing a request over).
+    pub fn from_header(value: &str) -> Option<Job> {
+        use base64::Engine as _;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value.trim())
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
     /// The job fields of the caller's environment.
     pub fn from_context(context: &AuditContext) -> Job {
         Job {
@@ -387,6 +407,32 @@ mod tests {
         assert_eq!(audit.workflow.map(|w| w.len()), Some(256));
         assert_eq!(audit.runner.as_deref(), Some("rs-abc"));
         assert_eq!(audit.source, "executor");
+    }
+
+    #[test]
+    fn the_job_header_round_trips_and_nonsense_is_no_job() {
+        let job = Job {
+            repository: Some("acme/app".into()),
+            run_id: Some("42".into()),
+            job: Some("déploiement".into()),
+            workflow: None,
+            actor: Some("octo".into()),
+        };
+        let header = job.to_header();
+        assert!(header.bytes().all(|b| b.is_ascii_graphic()), "{header}");
+        assert_eq!(Job::from_header(&header), Some(job));
+        // "" and "!!!" are not base64; e30 is `{}` and W10 `[]` (both a job
+        // with nothing), bnVsbA `null`, the last `{"repository": 7}`.
+        for nonsense in ["", "!!!", "e30", "bnVsbA", "W10", "eyJyZXBvc2l0b3J5IjogN30"] {
+            let got = Job::from_header(nonsense);
+            assert!(
+                got.is_none() || got == Some(Job::default()),
+                "{nonsense}: {got:?}"
+            );
+        }
+        assert_eq!(Job::from_header("e30"), Some(Job::default()));
+        assert_eq!(Job::from_header("!!!"), None);
+        assert_eq!(Job::from_header("eyJyZXBvc2l0b3J5IjogN30"), None);
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!   (the outcome, or the failure with the CLI's exit code).
 //! - `POST /v1/actions`: a payload, run exactly once per action with claims
 //!   in ConfigMap `runway-kubeactions-state-jobs` (never the standalone
-//!   server's `runway-kubeactions-state`).
+//!   server's `runway-kubeactions-state`), audited as the job its
+//!   `x-runway-job` header names.
 //!
 //! No authentication: whoever can open the socket is the job, which is who
 //! the executor serves; nothing outside the pod can reach it (no TCP port,
@@ -165,6 +166,13 @@ fn reply(failure: Failure) -> Response {
 }
 
 async fn actions(State(local): State<Arc<Local>>, request: Request) -> Response {
+    let job = request
+        .headers()
+        .get(wire::JOB_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(wire::Job::from_header)
+        .unwrap_or_default();
+    let executor = local.executor.with_audit(job.audit(local.executor.audit()));
     let body = match body_of(request).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -176,6 +184,6 @@ async fn actions(State(local): State<Arc<Local>>, request: Request) -> Response 
             return super::http::error(StatusCode::BAD_REQUEST, e.to_string(), field);
         }
     };
-    let report = run_payload(&local.executor, &local.store, &payload, Utc::now()).await;
+    let report = run_payload(&executor, &local.store, &payload, Utc::now()).await;
     axum::Json(report).into_response()
 }
