@@ -204,6 +204,15 @@ async fn request(
 }
 
 /// A request's head, with `Connection: close`.
+/// A connection with the head of `POST /v1/actions` (bearer token, the
+/// length of `body`) sent and nothing of the body yet.
+async fn post_head(addr: SocketAddr, body: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = head(addr, "POST", "/v1/actions", Some(&bearer(TOKEN)), body);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
 fn head(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>, body: &str) -> String {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
@@ -971,15 +980,7 @@ async fn a_body_slower_than_the_body_timeout_gets_408() {
     let files = files(&ns);
     let serve = Serve::start(&ns, &files, &["--body-timeout", "1"]).await;
     let body = delete_pod_payload(ns.name(), "slow", "slow");
-    let mut stream = TcpStream::connect(serve.addr).await.unwrap();
-    let head = head(
-        serve.addr,
-        "POST",
-        "/v1/actions",
-        Some(&bearer(TOKEN)),
-        &body,
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut stream = post_head(serve.addr, &body).await;
     stream.write_all(&body.as_bytes()[..10]).await.unwrap();
     let started = std::time::Instant::now();
     let mut raw = Vec::new();
@@ -1017,15 +1018,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_accepts_no_more() {
     }]})
     .to_string();
     let (first, rest) = body.split_at(10);
-    let mut stream = TcpStream::connect(serve.addr).await.unwrap();
-    let head = head(
-        serve.addr,
-        "POST",
-        "/v1/actions",
-        Some(&bearer(TOKEN)),
-        &body,
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut stream = post_head(serve.addr, &body).await;
     stream.write_all(first.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 

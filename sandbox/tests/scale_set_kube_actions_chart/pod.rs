@@ -289,12 +289,7 @@ fn a_jwt_key_is_mounted_and_passed_with_the_runner_urn() {
     let server = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(server["image"], "ghcr.io/acme/runway:1.4.0");
     assert_eq!(server["imagePullPolicy"], "Always");
-    let args: Vec<&str> = server["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = args_of(server);
     assert_eq!(
         args[args.len() - 4..],
         [
@@ -366,12 +361,7 @@ fn the_server_serves_https_from_a_tls_secret() {
     let deployment = named(&objects, "Deployment", &format!("{NAMESPACE}/{name}"));
     let pod = &deployment["spec"]["template"]["spec"];
     let server = &pod["containers"][0];
-    let args: Vec<&str> = server["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = args_of(server);
     assert_eq!(
         args[args.len() - 4..],
         [
@@ -457,4 +447,14 @@ fn aws_values_become_the_mounted_config() {
         rss["spec"]["template"]["spec"]["volumes"],
         json!([{ "name": "runway-aws", "configMap": { "name": format!("{FULLNAME}-aws") } }])
     );
+}
+
+/// A rendered container's `args`, as strings.
+fn args_of(container: &serde_json::Value) -> Vec<&str> {
+    container["args"]
+        .as_array()
+        .expect("the container has args")
+        .iter()
+        .map(|a| a.as_str().expect("args are strings"))
+        .collect()
 }
